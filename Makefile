@@ -1,0 +1,33 @@
+# One entry point for people and CI. Every target creates or refreshes .venv itself.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+CONFIG ?= examples/gateway.toml
+
+.PHONY: run test lint bench certs clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+certs-example/out/ca.pem: | $(STAMP)
+	$(BIN)/gateway certs example --out certs-example/out
+
+certs: $(STAMP)
+	$(BIN)/gateway certs example --out certs-example/out --force
+
+run: $(STAMP) certs-example/out/ca.pem
+	$(BIN)/gateway --config $(CONFIG) serve
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,242 @@
+"""The SOAP WSGI application: size limit → content type → secure parse → envelope → contract → validation →
+identity → handler, answering a response or a SOAP 1.1 Fault with a log id.
+
+It also serves the contract files at ``?wsdl`` and ``?xsd=`` on each contract's path, with ``soap:address``
+set to the configured public URL and schema imports rewritten to relative ``?xsd=`` links. A request that
+fails any check is never stored. No exception from lxml, the database or a handler reaches the wire.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from lxml import etree
+
+from contracts.registry import XS_NS, ContractRegistry
+from contracts.validation import SchemaValidator
+from gateway.config import Config
+from gateway.errors import InvalidRequestError, ServerFault, SoapFault, VersionMismatchError
+from gateway.handlers import Handlers, RequestContext
+from gateway.identity import CallerIdentity
+from gateway.soap import fault_envelope, parse_envelope, parse_xml, response_envelope
+
+__all__ = ["SoapApp"]
+
+log = logging.getLogger("gateway.soap")
+StartResponse = Callable[..., Any]
+_WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
+_SOAP_BINDING_NS = "http://schemas.xmlsoap.org/wsdl/soap/"
+_XML = "text/xml; charset=utf-8"
+
+
+class ContractDocuments:
+    """The WSDL of each contract and every schema it reaches, rewritten for serving."""
+
+    def __init__(self, registry: ContractRegistry, public_url: str) -> None:
+        self.root = registry.root
+        self.wsdl: dict[str, bytes] = {}
+        self.xsd: dict[str, bytes] = {}
+        base = public_url.rstrip("/")
+        for contract in registry.contracts():
+            tree = etree.parse(str(contract.wsdl_file), _file_parser())
+            for address in tree.getroot().iterfind(f".//{{{_SOAP_BINDING_NS}}}address"):
+                address.set("location", base + contract.url_path)
+            self._rewrite_imports(tree, contract.wsdl_file)
+            self.wsdl[contract.url_path] = etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
+
+    def _rewrite_imports(self, tree: etree._ElementTree, source: Path) -> None:
+        for tag in ("import", "include"):
+            for el in tree.getroot().iterfind(f".//{{{XS_NS}}}{tag}"):
+                location = el.get("schemaLocation")
+                if not location:
+                    continue
+                target = (source.parent / location).resolve()
+                relative = target.relative_to(self.root).as_posix()
+                el.set("schemaLocation", f"?xsd={relative}")
+                if relative not in self.xsd:
+                    self.xsd[relative] = b""  # reserve, prevents cycles
+                    schema = etree.parse(str(target), _file_parser())
+                    self._rewrite_imports(schema, target)
+                    self.xsd[relative] = etree.tostring(schema, xml_declaration=True, encoding="UTF-8")
+
+
+def _file_parser() -> etree.XMLParser:
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+
+
+class SoapApp:
+    def __init__(
+        self,
+        config: Config,
+        registry: ContractRegistry,
+        handlers: Handlers,
+        identity: CallerIdentity,
+        validator: SchemaValidator | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.handlers = handlers
+        self.identity = identity
+        self.validator = validator or SchemaValidator()
+        self.documents = ContractDocuments(registry, config.server.public_url)
+        self.max_body = config.soap.max_body_bytes
+        self.max_depth = config.soap.max_depth
+
+    # -- WSGI entry -----------------------------------------------------------------------------------------
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method in ("GET", "HEAD"):
+            return self._get(environ, start_response)
+        if method != "POST":
+            return _plain(
+                start_response,
+                "405 Method Not Allowed",
+                "POST a SOAP 1.1 envelope\n",
+                [("Allow", "GET, POST")],
+            )
+        return self._post(environ, start_response)
+
+    def _post(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        log_id = str(uuid.uuid4())
+        fields: dict[str, Any] = {"logId": log_id}
+        try:
+            fields["consumer"] = consumer = self.identity.caller(environ)
+            body = self._read_body(environ)
+            self._check_content_type(environ)
+            root = parse_xml(body, max_depth=self.max_depth)
+            envelope = parse_envelope(root)
+            fields["logicalAddress"] = envelope.logical_address
+            payload = envelope.payload
+            contract = self.registry.get(payload.tag)
+            if contract is None:
+                raise InvalidRequestError(
+                    f"Unknown request element {payload.tag}: no such service contract here"
+                )
+            fields["operation"] = contract.operation
+            self._check_soap_action(environ, contract.soap_action)
+            errors = self.validator.errors(contract, payload)
+            if errors:
+                shown = "; ".join(errors[:3]) + (f" (and {len(errors) - 3} more)" if len(errors) > 3 else "")
+                raise InvalidRequestError(f"Request does not validate against {contract.operation}: {shown}")
+            original = environ.get("HTTP_X_RIVTA_ORIGINAL_SERVICECONSUMER_HSAID")
+            ctx = RequestContext(
+                log_id=log_id,
+                consumer=consumer,
+                logical_address=envelope.logical_address,
+                contract=contract,
+                payload=payload,
+                correlation_id=(environ.get("HTTP_X_SKLTP_CORRELATION_ID") or log_id)[:64],
+                original_consumer=original[:64] if original else None,
+            )
+            response = self.handlers.by_operation[contract.operation](ctx)
+            fields.update(ctx.facts)
+            status, data = "200 OK", response_envelope(response)
+        except SoapFault as fault:
+            fields.update(faultCode=fault.faultcode, platformCode=fault.platform_code, reason=fault.message)
+            status, data = "500 Internal Server Error", fault_envelope(fault, log_id)
+        except Exception:
+            log.exception("unhandled error", extra={"fields": {"logId": log_id}})
+            internal = ServerFault("Internal error in the gateway; try again later")
+            fields.update(faultCode=internal.faultcode, platformCode=internal.platform_code)
+            status, data = "500 Internal Server Error", fault_envelope(internal, log_id)
+        fields["ms"] = round((time.perf_counter() - started) * 1000, 2)
+        log.info("soap request", extra={"fields": fields})
+        start_response(status, [("Content-Type", _XML), ("Content-Length", str(len(data)))])
+        return [data]
+
+    # -- checks ---------------------------------------------------------------------------------------------
+    def _read_body(self, environ: dict[str, Any]) -> bytes:
+        length_header = environ.get("CONTENT_LENGTH") or ""
+        stream = environ["wsgi.input"]
+        if length_header:
+            try:
+                length = int(length_header)
+            except ValueError:
+                raise InvalidRequestError("Invalid Content-Length") from None
+            if length > self.max_body:
+                raise InvalidRequestError(
+                    f"Request body of {length} bytes exceeds the limit of {self.max_body}"
+                )
+            body: bytes = stream.read(length)
+            return body
+        body = stream.read(self.max_body + 1)
+        if len(body) > self.max_body:
+            raise InvalidRequestError(f"Request body exceeds the limit of {self.max_body} bytes")
+        return body
+
+    @staticmethod
+    def _check_content_type(environ: dict[str, Any]) -> None:
+        media = (environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
+        if media == "application/soap+xml":
+            raise VersionMismatchError(
+                "SOAP 1.2 (application/soap+xml) is not supported; RIV-TA uses SOAP 1.1"
+            )
+        if media != "text/xml":
+            raise InvalidRequestError("Content-Type must be text/xml (SOAP 1.1)")
+
+    @staticmethod
+    def _check_soap_action(environ: dict[str, Any], expected: str) -> None:
+        raw = environ.get("HTTP_SOAPACTION")
+        if raw is None:
+            return
+        action = raw.strip()
+        if len(action) >= 2 and action[0] == action[-1] == '"':
+            action = action[1:-1]
+        if action and action != expected:
+            raise InvalidRequestError(
+                f"SOAPAction {action!r} contradicts the Body element (expected {expected!r})"
+            )
+
+    # -- contract documents ---------------------------------------------------------------------------------
+    def _get(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = (environ.get("PATH_INFO") or "/").rstrip("/")
+        query = parse_qs(environ.get("QUERY_STRING") or "", keep_blank_values=True)
+        if path in self.documents.wsdl:
+            if "wsdl" in query or "WSDL" in query:
+                return _document(start_response, self.documents.wsdl[path])
+            if "xsd" in query:
+                document = self.documents.xsd.get(query["xsd"][0])
+                if document:
+                    return _document(start_response, document)
+                return _plain(start_response, "404 Not Found", "No such schema\n")
+            return _plain(start_response, "200 OK", f"{path}: append ?wsdl for the service description\n")
+        return _plain(start_response, "404 Not Found", "Not found\n")
+
+
+def _document(start_response: StartResponse, data: bytes) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", _XML), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def _plain(
+    start_response: StartResponse, status: str, text: str, headers: list[tuple[str, str]] | None = None
+) -> Iterable[bytes]:
+    data = text.encode()
+    start_response(
+        status,
+        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data)))] + (headers or []),
+    )
+    return [data]
+
+
+def create_app(config: Config) -> SoapApp:
+    """Build the SOAP application and everything it needs from configuration (one call per process)."""
+    from contracts import load_code_lists, load_registry
+    from gateway import __version__
+    from gateway.db import make_engine
+    from gateway.inbox import Inbox
+
+    registry = load_registry()
+    engine = make_engine(config.database.url, echo=config.database.echo, pool_size=config.server.threads)
+    handlers = Handlers(
+        config, registry, Inbox(engine), load_code_lists(config.gateway.code_lists), __version__
+    )
+    identity = CallerIdentity(config.tls, config.proxy)
+    return SoapApp(config, registry, handlers, identity)

@@ -1,0 +1,274 @@
+"""Typed configuration: one TOML file, every key overridable by ``GATEWAY_<SECTION>_<KEY>``.
+
+The configuration is read once (``load_config``), validated, and passed down as a frozen object; nothing
+else in the code base reads the environment. Relative file paths are resolved against the directory of
+the TOML file. Secrets are only ever given as file paths and are masked in ``repr``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.errors import ConfigError
+
+__all__ = ["Config", "load_config"]
+
+ENV_PREFIX = "GATEWAY_"
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    bind: str = "0.0.0.0:8443"
+    #: the address callers use; written into served WSDLs as soap:address
+    public_url: str = "https://localhost:8443"
+    workers: int = 2
+    threads: int = 8
+    #: seconds; the national platform waits 29 s for an answer, we must answer well before
+    timeout: int = 30
+    graceful_timeout: int = 10
+    keepalive: int = 75
+    backlog: int = 2048
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    certificate: Path = Path("server.pem")
+    private_key: Path = field(default=Path("server.key"), repr=False)
+    trust_store: Path = Path("ca.pem")
+    crl: Path | None = None
+    minimum_version: str = "1.2"
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Trusted-proxy mode: a TLS-terminating proxy forwards the client certificate in a header."""
+
+    enabled: bool = False
+    header: str = "X-SSL-Client-Cert"
+    trusted_cidrs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OpsConfig:
+    bind: str = "127.0.0.1:8081"
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = field(default="sqlite:///var/gateway.db", repr=False)
+    echo: bool = False
+
+
+@dataclass(frozen=True)
+class SoapConfig:
+    #: the largest request body accepted; 1177 may send up to 5 attachments of 20 MB (base64 +33 %)
+    max_body_bytes: int = 64 * MiB
+    #: the deepest element nesting accepted in an envelope (extension elements included)
+    max_depth: int = 64
+    max_attachment_bytes: int = 20 * MiB
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    #: LogicalAddress of 1177's case service: where UpdateCase messages are addressed
+    case_service_address: str = "SE5565594230-CAF1"
+    #: directory with code-list files that replace the packaged ones (optional)
+    code_lists: Path | None = None
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "INFO"
+    format: str = "json"
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    ops: OpsConfig = field(default_factory=OpsConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    soap: SoapConfig = field(default_factory=SoapConfig)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    source: Path | None = None
+
+    def replace(self, **sections: Any) -> Config:
+        return dataclasses.replace(self, **sections)
+
+
+def _sections() -> dict[str, type[Any]]:
+    hints = typing.get_type_hints(Config)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config) if f.name != "source"}
+
+
+def _convert(where: str, hint: Any, value: Any, base: Path, from_env: bool) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):  # Optional[X]
+        inner = next(a for a in args if a is not type(None))
+        if value is None or value == "":
+            return None
+        return _convert(where, inner, value, base, from_env)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if from_env and str(value).lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return str(value).lower() in ("1", "true", "yes", "on")
+        raise ConfigError(f"config: {where}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"config: {where}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config: {where}: expected an integer, got {value!r}") from None
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config: {where}: expected a string, got {value!r}")
+        return value
+    if hint is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"config: {where}: expected a file path, got {value!r}")
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (base / path)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"config: {where}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    raise ConfigError(f"config: {where}: unsupported setting type")  # pragma: no cover
+
+
+def _parse_env(env: Mapping[str, str], sections: Mapping[str, type[Any]]) -> dict[str, dict[str, str]]:
+    found: dict[str, dict[str, str]] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name.startswith("GATEWAY_TEST_"):
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        for section in sections:
+            if rest.startswith(section + "_"):
+                found.setdefault(section, {})[rest[len(section) + 1 :]] = value
+                break
+    return found
+
+
+def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read the TOML file (optional), apply environment overrides, validate, and return the config."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    base = Path.cwd()
+    source: Path | None = None
+    if path is not None:
+        source = Path(path).expanduser().resolve()
+        try:
+            with source.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config: file not found: {source}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config: {source}: invalid TOML: {exc}") from None
+        base = source.parent
+    sections = _sections()
+    unknown = sorted(set(data) - set(sections))
+    if unknown:
+        raise ConfigError(f"config: unknown section [{unknown[0]}]")
+    env_values = _parse_env(env, sections)
+    built: dict[str, Any] = {}
+    for section, cls in sections.items():
+        raw = data.get(section, {})
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config: [{section}] must be a table")
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}
+        for key in raw:
+            if key not in names:
+                raise ConfigError(f"config: unknown key {section}.{key}")
+        for key in env_values.get(section, {}):
+            if key not in names:
+                variable = f"{ENV_PREFIX}{section}_{key}".upper()
+                raise ConfigError(f"config: unknown key {section}.{key} (from {variable})")
+        kwargs: dict[str, Any] = {}
+        for key in names:
+            if key in env_values.get(section, {}):
+                kwargs[key] = _convert(
+                    f"{section}.{key}", hints[key], env_values[section][key], Path.cwd(), True
+                )
+            elif key in raw:
+                kwargs[key] = _convert(f"{section}.{key}", hints[key], raw[key], base, False)
+        built[section] = cls(**kwargs)
+    config = Config(**built, source=source)
+    validate(config)
+    return config
+
+
+def _check_bind(where: str, bind: str) -> None:
+    host, sep, port = bind.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        raise ConfigError(f"config: {where}: expected HOST:PORT, got {bind!r}")
+
+
+def _check_file(where: str, path: Path | None) -> None:
+    if path is None:
+        return
+    if not path.is_file():
+        raise ConfigError(f"config: {where}: file not found: {path}")
+    if not os.access(path, os.R_OK):
+        raise ConfigError(f"config: {where}: file not readable: {path}")
+
+
+def validate(config: Config, *, check_files: bool = False) -> None:
+    """Check values that types alone cannot; with ``check_files`` also that the TLS files exist."""
+    _check_bind("server.bind", config.server.bind)
+    _check_bind("ops.bind", config.ops.bind)
+    url = urlsplit(config.server.public_url)
+    if url.scheme not in ("http", "https") or not url.netloc:
+        raise ConfigError(
+            f"config: server.public_url: expected an http(s) URL, got {config.server.public_url!r}"
+        )
+    for name in ("workers", "threads", "timeout", "keepalive"):
+        if getattr(config.server, name) < 1:
+            raise ConfigError(f"config: server.{name}: must be at least 1")
+    if config.tls.minimum_version not in ("1.2", "1.3"):
+        raise ConfigError(
+            f"config: tls.minimum_version: must be 1.2 or 1.3, got {config.tls.minimum_version!r}"
+        )
+    for cidr in config.proxy.trusted_cidrs:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(f"config: proxy.trusted_cidrs: not a network: {cidr!r}") from None
+    if config.proxy.enabled and not config.proxy.trusted_cidrs:
+        raise ConfigError("config: proxy.enabled needs proxy.trusted_cidrs (no proxy is trusted by default)")
+    if not config.database.url.startswith(("sqlite", "postgresql")):
+        raise ConfigError("config: database.url: expected a sqlite:// or postgresql+psycopg:// URL")
+    if config.soap.max_body_bytes < 1024:
+        raise ConfigError("config: soap.max_body_bytes: must be at least 1024")
+    if not 8 <= config.soap.max_depth <= 256:
+        raise ConfigError("config: soap.max_depth: must be between 8 and 256")
+    if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"config: log.level: unknown level {config.log.level!r}")
+    if config.log.format not in ("json", "text"):
+        raise ConfigError(f"config: log.format: must be json or text, got {config.log.format!r}")
+    if not config.gateway.case_service_address or config.gateway.case_service_address.strip() != (
+        config.gateway.case_service_address
+    ):
+        raise ConfigError("config: gateway.case_service_address: must be an HSA-id without whitespace")
+    if check_files:
+        _check_file("tls.certificate", config.tls.certificate)
+        _check_file("tls.private_key", config.tls.private_key)
+        _check_file("tls.trust_store", config.tls.trust_store)
+        _check_file("tls.crl", config.tls.crl)

@@ -1,0 +1,263 @@
+"""The contract handlers: RegisterCase, UpdateCase and PingForConfiguration.
+
+A handler receives a request that has already passed the envelope rules, identity and schema validation. It
+applies the domain rules of the contract, stores an accepted request in one transaction, and returns the
+response element. Rule violations are business results (``ERROR`` + ``errorCode``), never faults; messages
+name fields and codes, never free text or personal identity numbers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from lxml import etree
+
+from contracts import ping as ping_contract
+from contracts import registercase, updatecase
+from contracts.codelists import CodeLists
+from contracts.model import Attachment, Result, parse_date, parse_timestamp
+from contracts.registry import Contract, ContractRegistry
+from gateway.config import Config
+from gateway.db import ping as db_ping
+from gateway.errors import NoRouteError
+from gateway.inbox import Inbox, InboxMessage, Outcome
+
+__all__ = ["Handlers", "RequestContext"]
+
+log = logging.getLogger("gateway.handlers")
+SWEDEN = ZoneInfo("Europe/Stockholm")
+
+# File signatures of the attachment types the contracts allow; the declared type must match the content.
+_MAGIC: dict[str, tuple[bytes, ...]] = {
+    "application/pdf": (b"%PDF-",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+}
+
+
+@dataclass
+class RequestContext:
+    log_id: str
+    consumer: str
+    logical_address: str
+    contract: Contract
+    payload: etree._Element
+    correlation_id: str
+    original_consumer: str | None = None
+    #: facts for the request log line (no personal data)
+    facts: dict[str, str] = field(default_factory=dict)
+
+
+class RuleViolation(Exception):  # noqa: N818 - a business result, not an error
+    def __init__(self, sub_code: str, message: str) -> None:
+        super().__init__(message)
+        self.sub_code = sub_code
+        self.message = message
+
+
+def _timestamp(name: str, value: str) -> datetime:
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        raise RuleViolation("INVALID_TIMESTAMP", f"{name} is not a valid date and time") from None
+
+
+def _check_attachments(attachments: Iterable[Attachment], max_bytes: int) -> None:
+    seen: set[str] = set()
+    for index, attachment in enumerate(attachments, start=1):
+        if attachment.attachment_id in seen:
+            raise RuleViolation("DUPLICATE_ATTACHMENT_ID", f"attachment {index}: attachmentId is repeated")
+        seen.add(attachment.attachment_id)
+        size = attachment.decoded_size()
+        if size > max_bytes:
+            raise RuleViolation(
+                "ATTACHMENT_TOO_LARGE", f"attachment {index}: {size} bytes, the limit is {max_bytes} bytes"
+            )
+        if size == 0:
+            raise RuleViolation("ATTACHMENT_EMPTY", f"attachment {index}: no content")
+        head_b64 = "".join((attachment.data_element.text or "").split())[:16]
+        try:
+            head = base64.b64decode(head_b64 + "=" * (-len(head_b64) % 4))
+        except (binascii.Error, ValueError):
+            head = b""
+        if not head.startswith(_MAGIC[attachment.mime_type]):
+            raise RuleViolation(
+                "ATTACHMENT_TYPE_MISMATCH", f"attachment {index}: content is not {attachment.mime_type}"
+            )
+
+
+class Handlers:
+    """Maps operation names to handler methods; built once per process from the configuration."""
+
+    def __init__(
+        self,
+        config: Config,
+        registry: ContractRegistry,
+        inbox: Inbox,
+        code_lists: CodeLists,
+        version: str,
+        now: Callable[[], datetime] = lambda: datetime.now(SWEDEN),
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.inbox = inbox
+        self.code_lists = code_lists
+        self.version = version
+        self.now = now
+        self.by_operation: dict[str, Callable[[RequestContext], etree._Element]] = {
+            "RegisterCase": self.register_case,
+            "UpdateCase": self.update_case,
+            "PingForConfiguration": self.ping,
+        }
+
+    # -- RegisterCase ---------------------------------------------------------------------------------------
+    def _register_rules(self, req: registercase.RegisterCase, ctx: RequestContext) -> None:
+        if req.recipient_unit.unit_id != ctx.logical_address:
+            raise RuleViolation("RECIPIENT_MISMATCH", "recipient/unit/unitId must equal the LogicalAddress")
+        incident = req.incident
+        location = (incident.location_description or "").strip()
+        if req.recipient_type == "PATIENT_BOARD":
+            if incident.concerned_unit is None and not location:
+                raise RuleViolation(
+                    "LOCATION_REQUIRED",
+                    "a patient-board case without incident/concernedUnit needs incident/locationDescription",
+                )
+        elif incident.location_description is not None:
+            raise RuleViolation(
+                "LOCATION_NOT_ALLOWED", "incident/locationDescription is only for cases to a patient board"
+            )
+        submitted = _timestamp("submittedAt", req.submitted_at)
+        try:
+            event = parse_date(incident.event_date)
+        except ValueError:
+            raise RuleViolation("INVALID_DATE", "incident/eventDate is not a valid date") from None
+        if event > submitted.date():
+            raise RuleViolation("EVENT_AFTER_SUBMISSION", "incident/eventDate is after submittedAt")
+        problems = self.code_lists.check(req.codes())
+        if problems:
+            raise RuleViolation("INVALID_CODE", "; ".join(problems))
+        _check_attachments(req.attachments, self.config.soap.max_attachment_bytes)
+
+    def register_case(self, ctx: RequestContext) -> etree._Element:
+        req = registercase.parse(ctx.payload)
+        ctx.facts["caseId"] = req.case_id
+        try:
+            self._register_rules(req, ctx)
+        except RuleViolation as rule:
+            return self._error(ctx, registercase.build_response, "INVALID_REQUEST", rule)
+        outcome = self.inbox.accept(
+            InboxMessage(
+                operation="RegisterCase",
+                idempotency_key=req.case_id,
+                case_id=req.case_id,
+                logical_address=ctx.logical_address,
+                consumer_hsa_id=ctx.consumer,
+                original_consumer_hsa_id=ctx.original_consumer,
+                correlation_id=ctx.correlation_id,
+                log_id=ctx.log_id,
+                payload=ctx.payload,
+            )
+        )
+        return self._outcome(ctx, registercase.build_response, outcome, "caseId")
+
+    # -- UpdateCase -----------------------------------------------------------------------------------------
+    def _update_rules(self, req: updatecase.UpdateCase) -> None:
+        kind = req.update_type
+        if kind in ("PARTIAL_ANSWER", "QUESTION", "ANSWER") and not (req.message_text or "").strip():
+            raise RuleViolation("MESSAGE_REQUIRED", f"updateType {kind} needs message/text")
+        if kind in ("REDIRECTED", "UNIT_CORRECTED") and req.handling_unit is None:
+            raise RuleViolation("HANDLING_UNIT_REQUIRED", f"updateType {kind} needs handlingUnit")
+        if kind == "CLOSED" and req.closed_at is None:
+            raise RuleViolation("CLOSED_AT_REQUIRED", "updateType CLOSED needs closedAt")
+        if kind != "CLOSED" and req.closed_at is not None:
+            raise RuleViolation("CLOSED_AT_NOT_ALLOWED", "closedAt is only for updateType CLOSED")
+        _timestamp("createdAt", req.created_at)
+        if req.closed_at is not None:
+            _timestamp("closedAt", req.closed_at)
+        problems = self.code_lists.check(req.codes())
+        if problems:
+            raise RuleViolation("INVALID_CODE", "; ".join(problems))
+        _check_attachments(req.attachments, self.config.soap.max_attachment_bytes)
+
+    def update_case(self, ctx: RequestContext) -> etree._Element:
+        if ctx.logical_address != self.config.gateway.case_service_address:
+            # Until the routing catalogue exists, 1177's case service is the only destination of UpdateCase.
+            raise NoRouteError(f"No route for UpdateCase to logical address {ctx.logical_address}")
+        req = updatecase.parse(ctx.payload)
+        ctx.facts["caseId"] = req.case_id
+        ctx.facts["messageId"] = req.message_id
+        try:
+            self._update_rules(req)
+        except RuleViolation as rule:
+            return self._error(ctx, updatecase.build_response, "INVALID_REQUEST", rule)
+        outcome = self.inbox.accept(
+            InboxMessage(
+                operation="UpdateCase",
+                idempotency_key=req.message_id,
+                case_id=req.case_id,
+                message_id=req.message_id,
+                sequence_number=req.sequence_number,
+                logical_address=ctx.logical_address,
+                consumer_hsa_id=ctx.consumer,
+                original_consumer_hsa_id=ctx.original_consumer,
+                correlation_id=ctx.correlation_id,
+                log_id=ctx.log_id,
+                payload=ctx.payload,
+            ),
+            case_must_exist=True,
+        )
+        return self._outcome(ctx, updatecase.build_response, outcome, "messageId")
+
+    # -- shared -------------------------------------------------------------------------------------------
+    def _error(
+        self,
+        ctx: RequestContext,
+        build: Callable[[Result], etree._Element],
+        error_code: str,
+        rule: RuleViolation,
+    ) -> etree._Element:
+        ctx.facts.update(resultCode="ERROR", errorCode=error_code, subCode=rule.sub_code)
+        return build(Result.error(error_code, ctx.log_id, rule.message, rule.sub_code))
+
+    def _outcome(
+        self, ctx: RequestContext, build: Callable[[Result], etree._Element], outcome: Outcome, key: str
+    ) -> etree._Element:
+        ctx.facts["inbox"] = outcome.value
+        if outcome is Outcome.STORED:
+            ctx.facts["resultCode"] = "OK"
+            return build(Result.ok(ctx.log_id))
+        if outcome is Outcome.DUPLICATE:
+            ctx.facts["resultCode"] = "OK"
+            return build(Result.ok(ctx.log_id, f"Already received; this {key} was accepted before"))
+        if outcome is Outcome.CONFLICT:
+            rule = RuleViolation("ID_REUSED", f"this {key} was received before with other content")
+            return self._error(ctx, build, "INVALID_REQUEST", rule)
+        if outcome is Outcome.STALE:
+            rule = RuleViolation(
+                "STALE_SEQUENCE", "sequenceNumber is not above the last accepted for this case"
+            )
+            return self._error(ctx, build, "INVALID_REQUEST", rule)
+        rule = RuleViolation("UNKNOWN_CASE", "no case with this caseId was registered through this gateway")
+        return self._error(ctx, build, "NOT_FOUND", rule)
+
+    # -- PingForConfiguration -----------------------------------------------------------------------------
+    def ping(self, ctx: RequestContext) -> etree._Element:
+        req = ping_contract.parse(ctx.payload)
+        database_ok = db_ping(self.inbox.engine)
+        known = {c.request.namespace for c in self.registry.contracts()}
+        configuration = [
+            ("ready", "true" if database_ok else "false"),
+            ("database", "ok" if database_ok else "unreachable"),
+            ("contracts", ",".join(sorted(c.operation for c in self.registry.contracts()))),
+            ("serviceContractKnown", "true" if req.service_contract_namespace in known else "false"),
+            ("routingVersion", "none"),
+            ("outboxBacklog", "n/a"),
+        ]
+        return ping_contract.build_response(self.version, self.now().strftime("%Y%m%d%H%M%S"), configuration)

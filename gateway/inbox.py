@@ -1,0 +1,160 @@
+"""The inbox: every accepted RegisterCase and UpdateCase, stored once, idempotent on caseId / messageId.
+
+A request is stored in one transaction and only then acknowledged. A repeat with the same key and the same
+content is a duplicate (answered OK again, nothing stored); the same key with other content is a conflict.
+Routing and delivery build on these rows. Payloads are stored as received (validated XML); they contain
+health data and are never logged.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from lxml import etree
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    UniqueConstraint,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
+
+from contracts.db import metadata
+
+__all__ = ["Inbox", "InboxMessage", "Outcome", "content_hash", "inbox_message"]
+
+inbox_message = Table(
+    "inbox_message",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("operation", String(32), nullable=False),
+    Column("idempotency_key", String(128), nullable=False),
+    Column("case_id", String(64), nullable=False),
+    Column("message_id", String(64), nullable=True),
+    Column("sequence_number", BigInteger, nullable=True),
+    Column("logical_address", String(64), nullable=False),
+    Column("consumer_hsa_id", String(64), nullable=False),
+    Column("original_consumer_hsa_id", String(64), nullable=True),
+    Column("correlation_id", String(64), nullable=False),
+    Column("log_id", String(36), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("operation", "idempotency_key"),
+    Index(None, "case_id", "operation", "sequence_number"),
+)
+
+
+class Outcome(enum.Enum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+    STALE = "stale"
+    UNKNOWN_CASE = "unknown-case"
+
+
+@dataclass(frozen=True)
+class InboxMessage:
+    operation: str
+    idempotency_key: str
+    case_id: str
+    logical_address: str
+    consumer_hsa_id: str
+    correlation_id: str
+    log_id: str
+    payload: etree._Element
+    message_id: str | None = None
+    sequence_number: int | None = None
+    original_consumer_hsa_id: str | None = None
+
+
+def content_hash(payload: etree._Element, logical_address: str) -> str:
+    """Hash of what makes two submissions "the same": the canonical payload and its address."""
+    canonical = etree.tostring(payload, method="c14n", exclusive=True, with_comments=False)
+    return hashlib.sha256(logical_address.encode() + b"\n" + canonical).hexdigest()
+
+
+class Inbox:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _existing_hash(self, message: InboxMessage) -> str | None:
+        with self.engine.begin() as conn:
+            return conn.execute(
+                select(inbox_message.c.content_hash).where(
+                    inbox_message.c.operation == message.operation,
+                    inbox_message.c.idempotency_key == message.idempotency_key,
+                )
+            ).scalar_one_or_none()
+
+    def accept(self, message: InboxMessage, *, case_must_exist: bool = False) -> Outcome:
+        """Store ``message`` unless it repeats or contradicts what is stored; commit before returning."""
+        digest = content_hash(message.payload, message.logical_address)
+        payload = etree.tostring(message.payload, encoding="UTF-8")
+        row = {
+            "operation": message.operation,
+            "idempotency_key": message.idempotency_key,
+            "case_id": message.case_id,
+            "message_id": message.message_id,
+            "sequence_number": message.sequence_number,
+            "logical_address": message.logical_address,
+            "consumer_hsa_id": message.consumer_hsa_id,
+            "original_consumer_hsa_id": message.original_consumer_hsa_id,
+            "correlation_id": message.correlation_id,
+            "log_id": message.log_id,
+            "content_hash": digest,
+            "payload": payload,
+            "received_at": datetime.now(UTC),
+        }
+        try:
+            with self.engine.begin() as conn:
+                existing = conn.execute(
+                    select(inbox_message.c.content_hash).where(
+                        inbox_message.c.operation == message.operation,
+                        inbox_message.c.idempotency_key == message.idempotency_key,
+                    )
+                ).scalar_one_or_none()
+                if existing is not None:
+                    return Outcome.DUPLICATE if existing == digest else Outcome.CONFLICT
+                if case_must_exist:
+                    # Locks the case's registration row on PostgreSQL so updates of one case are serialised
+                    # (SQLite's BEGIN IMMEDIATE already serialises every writer).
+                    case_row = conn.execute(
+                        select(inbox_message.c.id)
+                        .where(
+                            inbox_message.c.operation == "RegisterCase",
+                            inbox_message.c.case_id == message.case_id,
+                        )
+                        .with_for_update()
+                    ).first()
+                    if case_row is None:
+                        return Outcome.UNKNOWN_CASE
+                    if message.sequence_number is not None:
+                        last = conn.execute(
+                            select(func.max(inbox_message.c.sequence_number)).where(
+                                inbox_message.c.operation == message.operation,
+                                inbox_message.c.case_id == message.case_id,
+                            )
+                        ).scalar_one_or_none()
+                        if last is not None and message.sequence_number <= last:
+                            return Outcome.STALE
+                conn.execute(insert(inbox_message).values(**row))
+            return Outcome.STORED
+        except IntegrityError:
+            # A concurrent submission with the same key committed first: judge against what it stored.
+            existing = self._existing_hash(message)
+            if existing is None:
+                raise
+            return Outcome.DUPLICATE if existing == digest else Outcome.CONFLICT

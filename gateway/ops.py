@@ -1,0 +1,118 @@
+"""The operations listener: ``/health/live``, ``/health/ready`` and ``/status`` on plain HTTP (loopback).
+
+It runs as a child process of ``gateway serve`` and exits when its parent is gone. Readiness means: the
+database answers, its schema is at the newest migration, and the SOAP port accepts connections. Nothing here
+reads or shows case data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from sqlalchemy import Engine
+
+from gateway import __version__, migrate
+from gateway.config import Config
+from gateway.db import make_engine, ping
+
+__all__ = ["OpsApp", "serve_ops"]
+
+log = logging.getLogger("gateway.ops")
+
+
+class OpsApp:
+    def __init__(self, config: Config, engine: Engine) -> None:
+        self.config = config
+        self.engine = engine
+        self.started = time.time()
+
+    def _soap_port_open(self) -> bool:
+        host, _, port = self.config.server.bind.rpartition(":")
+        host = "127.0.0.1" if host in ("0.0.0.0", "", "*") else host.strip("[]")  # noqa: S104 - a probe
+        try:
+            with socket.create_connection((host, int(port)), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def readiness(self) -> dict[str, Any]:
+        database = ping(self.engine)
+        revision = migrate.current_revision(self.engine) if database else None
+        head = migrate.head_revision()
+        soap = self._soap_port_open()
+        return {
+            "ready": database and revision == head and soap,
+            "checks": {
+                "database": "ok" if database else "unreachable",
+                "schema": "ok" if revision == head else f"at {revision}, expected {head}",
+                "soapListener": "ok" if soap else "not accepting connections",
+            },
+        }
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path == "/health/live":
+            return _json(start_response, "200 OK", {"live": True})
+        if path == "/health/ready":
+            state = self.readiness()
+            return _json(start_response, "200 OK" if state["ready"] else "503 Service Unavailable", state)
+        if path == "/status":
+            state = self.readiness()
+            body = {
+                "version": __version__,
+                "uptimeSeconds": round(time.time() - self.started),
+                "publicUrl": self.config.server.public_url,
+                "routing": {"version": None},
+                **state,
+            }
+            return _json(start_response, "200 OK", body)
+        return _json(start_response, "404 Not Found", {"error": "not found"})
+
+
+def _json(start_response: Callable[..., Any], status: str, body: dict[str, Any]) -> Iterable[bytes]:
+    data = json.dumps(body, indent=1).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def serve_ops(config: Config, parent_pid: int | None = None) -> int:
+    host, _, port = config.ops.bind.rpartition(":")
+    engine = make_engine(config.database.url, pool_size=2)
+    app = OpsApp(config, engine)
+    server = make_server(
+        host.strip("[]"), int(port), app, server_class=_ThreadingServer, handler_class=_QuietHandler
+    )
+    if parent_pid is not None:
+
+        def watch_parent() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(0.5)
+            server.shutdown()
+
+        threading.Thread(target=watch_parent, daemon=True).start()
+    log.info("operations listener started", extra={"fields": {"bind": config.ops.bind}})
+    try:
+        server.serve_forever(poll_interval=0.5)
+    finally:
+        server.server_close()
+        engine.dispose()
+    return 0

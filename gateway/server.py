@@ -1,0 +1,98 @@
+"""``gateway serve``: gunicorn with gthread workers and mutual TLS, plus the operations listener.
+
+gunicorn terminates TLS (1.2+, client certificate required, optional CRL) with a context from
+``gateway.tls``; each worker builds its own application, engine and schema validators after the fork, so
+no connection or lxml object is shared between processes. Migrations run once, in the master, before any
+worker starts. The operations listener (health, status) runs as a child process on plain HTTP, bound to
+loopback by default.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from gateway.config import Config
+from gateway.tls import ServerContextFactory
+
+__all__ = ["GatewayServer", "serve"]
+
+log = logging.getLogger("gateway.server")
+
+
+class GatewayServer(BaseApplication):  # type: ignore[misc]
+    def __init__(self, config: Config) -> None:
+        self.gateway_config = config
+        super().__init__()
+
+    def load_config(self) -> None:
+        cfg = self.gateway_config
+        factory = ServerContextFactory(cfg.tls)
+
+        def ssl_context(_conf: Any, _default: Any) -> Any:
+            return factory()
+
+        settings: dict[str, Any] = {
+            "bind": [cfg.server.bind],
+            "workers": cfg.server.workers,
+            "worker_class": "gthread",
+            "threads": cfg.server.threads,
+            "timeout": cfg.server.timeout,
+            "graceful_timeout": cfg.server.graceful_timeout,
+            "keepalive": cfg.server.keepalive,
+            "backlog": cfg.server.backlog,
+            "certfile": str(cfg.tls.certificate),
+            "keyfile": str(cfg.tls.private_key),
+            "ca_certs": str(cfg.tls.trust_store),
+            "cert_reqs": 2,  # ssl.CERT_REQUIRED
+            "ssl_context": ssl_context,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": cfg.log.level.lower(),
+            "proc_name": "caf-gateway",
+            # Request line and header limits stay at gunicorn's defaults; the body limit is ours (soap).
+            "limit_request_line": 8190,
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from gateway.app import create_app
+        from gateway.logs import configure_logging
+
+        configure_logging(self.gateway_config.log.level, self.gateway_config.log.format)
+        return create_app(self.gateway_config)
+
+
+def _start_ops(config: Config) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "gateway.cli"]
+    if config.source is not None:
+        argv += ["--config", str(config.source)]
+    argv += ["ops", "--parent", str(os.getpid())]
+    return subprocess.Popen(argv)
+
+
+def serve(config: Config, *, with_ops: bool = True) -> int:
+    from gateway import migrate
+    from gateway.db import make_engine
+
+    engine = make_engine(config.database.url, pool_size=1)
+    migrate.upgrade(engine)
+    engine.dispose()
+    ops = _start_ops(config) if with_ops else None
+    try:
+        GatewayServer(config).run()
+    finally:
+        if ops is not None and ops.poll() is None:
+            ops.send_signal(signal.SIGTERM)
+            try:
+                ops.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                ops.kill()
+    return 0

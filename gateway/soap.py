@@ -1,0 +1,201 @@
+"""SOAP 1.1 envelope rules: secure parsing, the LogicalAddress header, dispatch element, faults, responses.
+
+Nothing here knows a contract's content or touches the database. It must never resolve an entity, load a
+DTD, reach the network, or copy request text into a fault.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import dataclass
+
+from lxml import etree
+
+from gateway.errors import (
+    InvalidRequestError,
+    MissingAddressError,
+    MustUnderstandError,
+    SoapFault,
+    VersionMismatchError,
+)
+
+__all__ = [
+    "LOGICAL_ADDRESS",
+    "SOAP_ENV_NS",
+    "Envelope",
+    "fault_envelope",
+    "parse_envelope",
+    "response_envelope",
+]
+
+SOAP_ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"
+SOAP12_ENV_NS = "http://www.w3.org/2003/05/soap-envelope"
+REGISTRY_NS = "urn:riv:itintegration:registry:1"
+LOGICAL_ADDRESS = f"{{{REGISTRY_NS}}}LogicalAddress"
+FAULT_DETAIL_NS = "urn:riv-application:supportprocess:logistics:complaintsandfeedback:gateway:fault:1"
+ACTOR_NEXT = "http://schemas.xmlsoap.org/soap/actor/next"
+
+_ENVELOPE = f"{{{SOAP_ENV_NS}}}Envelope"
+_HEADER = f"{{{SOAP_ENV_NS}}}Header"
+_BODY = f"{{{SOAP_ENV_NS}}}Body"
+_MUST_UNDERSTAND = f"{{{SOAP_ENV_NS}}}mustUnderstand"
+_ACTOR = f"{{{SOAP_ENV_NS}}}actor"
+_UNDERSTOOD = frozenset({LOGICAL_ADDRESS})
+
+_local = threading.local()
+
+
+def _parser() -> etree.XMLParser:
+    # An lxml parser serialises its users with a lock, so each serving thread gets its own.
+    parser: etree.XMLParser | None = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = etree.XMLParser(
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            dtd_validation=False,
+            # huge_tree lifts libxml2's 10 MB text-node cap so base64 attachments of the configured size
+            # parse; the body size is capped before parsing and nesting depth is checked explicitly below.
+            huge_tree=True,
+            collect_ids=False,
+        )
+    return parser
+
+
+@functools.cache
+def _too_deep(max_depth: int) -> etree.XPath:
+    # True when some element sits deeper than max_depth; evaluated in C, no Python walk over the tree.
+    return etree.XPath("boolean(/" + "/".join(["*"] * (max_depth + 1)) + ")")
+
+
+_has_pi = etree.XPath("boolean(//processing-instruction())")
+
+
+@dataclass(frozen=True)
+class Envelope:
+    logical_address: str
+    payload: etree._Element
+    header: etree._Element | None
+
+
+def parse_xml(body: bytes, *, max_depth: int) -> etree._Element:
+    """Parse request bytes securely; raise InvalidRequestError for anything that is not plain XML."""
+    if not body.strip():
+        raise InvalidRequestError("Empty request body")
+    try:
+        tree = etree.fromstring(body, _parser()).getroottree()
+    except etree.XMLSyntaxError as exc:
+        raise InvalidRequestError(f"Request is not well-formed XML (line {exc.lineno})") from None
+    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+        raise InvalidRequestError("DOCTYPE declarations are not allowed in SOAP messages")
+    if _has_pi(tree):
+        raise InvalidRequestError("Processing instructions are not allowed in SOAP messages")
+    if _too_deep(max_depth)(tree):
+        raise InvalidRequestError(f"Element nesting deeper than {max_depth} levels")
+    return tree.getroot()
+
+
+def _elements(parent: etree._Element) -> list[etree._Element]:
+    return [c for c in parent if isinstance(c.tag, str)]
+
+
+def _has_text(el: etree._Element) -> bool:
+    if el.text and el.text.strip():
+        return True
+    return any(c.tail and c.tail.strip() for c in el)
+
+
+def parse_envelope(root: etree._Element) -> Envelope:
+    """Apply the SOAP 1.1 envelope rules and the RIV-TA LogicalAddress rule."""
+    if root.tag != _ENVELOPE:
+        if root.tag == f"{{{SOAP12_ENV_NS}}}Envelope":
+            raise VersionMismatchError("SOAP 1.2 envelopes are not supported; RIV-TA uses SOAP 1.1")
+        if etree.QName(root).localname == "Envelope":
+            raise VersionMismatchError("Envelope is not in the SOAP 1.1 namespace")
+        raise InvalidRequestError("Request is not a SOAP envelope")
+    children = _elements(root)
+    headers = [c for c in children if c.tag == _HEADER]
+    bodies = [c for c in children if c.tag == _BODY]
+    if len(headers) > 1:
+        raise InvalidRequestError("More than one SOAP Header")
+    if len(bodies) != 1:
+        raise InvalidRequestError("SOAP Body missing" if not bodies else "More than one SOAP Body")
+    others = [c for c in children if c.tag not in (_HEADER, _BODY)]
+    if others or (headers and children.index(headers[0]) != 0):
+        raise InvalidRequestError("Envelope may contain only an optional Header followed by the Body")
+    if _has_text(root):
+        raise InvalidRequestError("Text content directly inside the Envelope")
+    header = headers[0] if headers else None
+    body = bodies[0]
+
+    addresses: list[etree._Element] = []
+    if header is not None:
+        for block in _elements(header):
+            if block.tag == LOGICAL_ADDRESS:
+                addresses.append(block)
+            actor = block.get(_ACTOR)
+            if actor is not None and actor != ACTOR_NEXT:
+                continue  # addressed to another SOAP node
+            must = block.get(_MUST_UNDERSTAND)
+            if must is None or must.strip() in ("0", "false"):
+                continue
+            if must.strip() not in ("1", "true"):
+                raise InvalidRequestError("mustUnderstand must be 0 or 1")
+            if block.tag not in _UNDERSTOOD:
+                raise MustUnderstandError(
+                    f"Header {block.tag} is marked mustUnderstand but is not understood"
+                )
+    if not addresses:
+        raise MissingAddressError("LogicalAddress header missing")
+    if len(addresses) > 1:
+        raise MissingAddressError("More than one LogicalAddress header")
+    address_el = addresses[0]
+    if _elements(address_el):
+        raise MissingAddressError("LogicalAddress must contain text only")
+    address = address_el.text or ""
+    if not address.strip():
+        raise MissingAddressError("LogicalAddress header is empty")
+    if address != address.strip():
+        raise MissingAddressError("LogicalAddress has leading or trailing whitespace")
+
+    payloads = _elements(body)
+    if not payloads:
+        raise InvalidRequestError("SOAP Body is empty")
+    if len(payloads) > 1:
+        raise InvalidRequestError("SOAP Body holds more than one element")
+    if _has_text(body):
+        raise InvalidRequestError("Text content directly inside the SOAP Body")
+    return Envelope(logical_address=address, payload=payloads[0], header=header)
+
+
+def _envelope() -> tuple[etree._Element, etree._Element]:
+    env = etree.Element(_ENVELOPE, nsmap={"soap": SOAP_ENV_NS})
+    body = etree.SubElement(env, _BODY)
+    return env, body
+
+
+def response_envelope(payload: etree._Element) -> bytes:
+    env, body = _envelope()
+    body.append(payload)
+    return bytes(etree.tostring(env, xml_declaration=True, encoding="UTF-8"))
+
+
+def fault_string(fault: SoapFault, log_id: str) -> str:
+    return f"{fault.platform_code} {fault.message} (logId {log_id})"
+
+
+def fault_envelope(fault: SoapFault, log_id: str) -> bytes:
+    env, body = _envelope()
+    el = etree.SubElement(body, f"{{{SOAP_ENV_NS}}}Fault")
+    # faultcode, faultstring and detail are unqualified (SOAP 1.1 section 4.4)
+    etree.SubElement(el, "faultcode").text = f"soap:{fault.faultcode}"
+    etree.SubElement(el, "faultstring").text = fault_string(fault, log_id)
+    detail = etree.SubElement(el, "detail")
+    info = etree.SubElement(detail, f"{{{FAULT_DETAIL_NS}}}gatewayFault", nsmap={"gw": FAULT_DETAIL_NS})
+    etree.SubElement(info, f"{{{FAULT_DETAIL_NS}}}code").text = fault.platform_code
+    etree.SubElement(info, f"{{{FAULT_DETAIL_NS}}}logId").text = log_id
+    etree.SubElement(info, f"{{{FAULT_DETAIL_NS}}}retryable").text = "true" if fault.retryable else "false"
+    if fault.detail:
+        etree.SubElement(info, f"{{{FAULT_DETAIL_NS}}}trace").text = fault.detail
+    return bytes(etree.tostring(env, xml_declaration=True, encoding="UTF-8"))
