@@ -48,7 +48,9 @@ class _LocalOnlyTransport(Transport):
 
 
 class SoapClient:
-    def __init__(self, base_url: str, tls: ClientTls, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, base_url: str, tls: ClientTls, *, timeout: float = 30.0, plugins: list[Any] | None = None
+    ) -> None:
         session = requests.Session()
         session.trust_env = False  # REQUESTS_CA_BUNDLE and proxies from the environment must not apply
         session.verify = str(tls.trust_store)
@@ -59,6 +61,7 @@ class SoapClient:
         self.base_url = base_url.rstrip("/")
         self.registry = load_registry()
         self._clients: dict[str, Client] = {}
+        self._plugins = plugins or []
 
     def _client(self, contract: Contract) -> Client:
         client = self._clients.get(contract.operation)
@@ -66,6 +69,7 @@ class SoapClient:
             client = Client(
                 wsdl=str(contract.wsdl_file),
                 transport=self.transport,
+                plugins=self._plugins,
                 settings=Settings(strict=True, xml_huge_tree=True, forbid_dtd=True, forbid_entities=True),
             )
             self._clients[contract.operation] = client

@@ -46,3 +46,5 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Alembic reports every context set-up at INFO; only its warnings matter in the gateway's log.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))

@@ -58,9 +58,13 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
             "proc_name": "caf-gateway",
             # Request line and header limits stay at gunicorn's defaults; the body limit is ours (soap).
             "limit_request_line": 8190,
+            # gunicorn 25+ opens a control socket at a fixed path shared by every instance; we have no use
+            # for it and several gateways (tests, blue/green) on one host would collide.
+            "control_socket_disable": True,
         }
         for key, value in settings.items():
-            self.cfg.set(key, value)
+            if key in self.cfg.settings:
+                self.cfg.set(key, value)
 
     def load(self) -> Any:
         from gateway.app import create_app

@@ -90,7 +90,11 @@ class GatewayProcess:
         self.port, self.ops_port = free_port(), free_port()
         config = self.workdir / "gateway.toml"
         config.write_text(self.config_text())
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_") or k.startswith("GATEWAY_TEST")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("GATEWAY_") or k.startswith("GATEWAY_TEST")
+        }
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gateway.cli", "--config", str(config), "serve"],
@@ -103,7 +107,9 @@ class GatewayProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log_text()[-3000:]}")
+                raise RuntimeError(
+                    f"gateway exited with {self.process.returncode}:\n{self.log_text()[-3000:]}"
+                )
             if self.ready():
                 return self
             time.sleep(0.1)
