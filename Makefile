@@ -19,6 +19,7 @@ certs: $(STAMP)
 	$(BIN)/gateway certs example --out certs-example/out --force
 
 run: $(STAMP) certs-example/out/ca.pem
+	$(BIN)/gateway --config $(CONFIG) routes bootstrap examples/routing.yaml --author make-run
 	$(BIN)/gateway --config $(CONFIG) serve
 
 test: $(STAMP)

@@ -226,17 +226,26 @@ def _plain(
     return [data]
 
 
-def create_app(config: Config) -> SoapApp:
-    """Build the SOAP application and everything it needs from configuration (one call per process)."""
+def create_app(config: Config, *, start_routing: bool = True) -> SoapApp:
+    """Build the SOAP application and everything it needs from configuration (one call per process).
+
+    ``start_routing`` starts the thread that follows newly published routing versions; tests that publish
+    and then build an app in-process may leave it off (the active version is loaded either way).
+    """
     from contracts import load_code_lists, load_registry
     from gateway import __version__
     from gateway.db import make_engine
     from gateway.inbox import Inbox
+    from routing import RoutingHolder
 
     registry = load_registry()
     engine = make_engine(config.database.url, echo=config.database.echo, pool_size=config.server.threads)
-    handlers = Handlers(
-        config, registry, Inbox(engine), load_code_lists(config.gateway.code_lists), __version__
-    )
+    routing = RoutingHolder(engine, config.routing.snapshot_file, config.routing.poll_interval_ms / 1000)
+    if start_routing:
+        routing.start()
+    else:
+        routing.load()
+    code_lists = load_code_lists(config.gateway.code_lists)
+    handlers = Handlers(config, registry, Inbox(engine), code_lists, __version__, routing)
     identity = CallerIdentity(config.tls, config.proxy)
     return SoapApp(config, registry, handlers, identity)

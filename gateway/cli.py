@@ -16,6 +16,8 @@ from typing import Any
 
 from gateway.config import Config, load_config, validate
 from gateway.errors import GatewayError
+from gateway.routes_cli import add_routes_parser
+from routing.errors import RoutingError
 
 __all__ = ["main"]
 
@@ -172,6 +174,18 @@ def cmd_send(args: argparse.Namespace) -> int:
     return 0 if result.get("resultCode") in ("OK", "INFO") else 1
 
 
+def _run_routes(args: argparse.Namespace, func: Any) -> int:
+    from gateway.routes_cli import _store
+
+    config = _config(args)
+    store = _store(config)
+    try:
+        code: int = func(args, store, config)
+        return code
+    finally:
+        store.engine.dispose()
+
+
 # -- parser -----------------------------------------------------------------------------------------------
 def _client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="base URL of the gateway (default: server.public_url)")
@@ -219,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_certs)
 
+    add_routes_parser(sub, _run_routes)
+
     p = sub.add_parser("ping", help="call PingForConfiguration (zeep client)")
     p.add_argument("--contract-namespace", help="serviceContractNamespace to ask about")
     _client_options(p)
@@ -237,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
         return code
-    except GatewayError as exc:
+    except (GatewayError, RoutingError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -88,6 +88,16 @@ class GatewayConfig:
 
 
 @dataclass(frozen=True)
+class RoutingConfig:
+    #: last good catalogue version, served when the database is unreachable at start
+    snapshot_file: Path = Path("var/routing-snapshot.json")
+    #: how often each process checks for a newly published version
+    poll_interval_ms: int = 500
+    #: publish refuses a larger diff unless forced
+    max_publish_changes: int = 50
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "INFO"
     format: str = "json"
@@ -102,6 +112,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     soap: SoapConfig = field(default_factory=SoapConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
     log: LogConfig = field(default_factory=LogConfig)
     source: Path | None = None
 
@@ -259,6 +270,10 @@ def validate(config: Config, *, check_files: bool = False) -> None:
         raise ConfigError("config: soap.max_body_bytes: must be at least 1024")
     if not 8 <= config.soap.max_depth <= 256:
         raise ConfigError("config: soap.max_depth: must be between 8 and 256")
+    if not 50 <= config.routing.poll_interval_ms <= 10_000:
+        raise ConfigError("config: routing.poll_interval_ms: must be between 50 and 10000")
+    if config.routing.max_publish_changes < 1:
+        raise ConfigError("config: routing.max_publish_changes: must be at least 1")
     if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"config: log.level: unknown level {config.log.level!r}")
     if config.log.format not in ("json", "text"):

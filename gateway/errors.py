@@ -56,7 +56,7 @@ class ClientError(GatewayError):
     """A call made by the CLI clients failed (transport, TLS, or a fault answered by the server)."""
 
 
-class SoapFault(GatewayError):  # noqa: N818 - a fault is the SOAP name for it
+class SoapFault(GatewayError):
     """An error answered as a SOAP 1.1 Fault."""
 
     faultcode: str = "Server"

@@ -13,7 +13,7 @@ import binascii
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from lxml import etree
@@ -25,8 +25,9 @@ from contracts.model import Attachment, Result, parse_date, parse_timestamp
 from contracts.registry import Contract, ContractRegistry
 from gateway.config import Config
 from gateway.db import ping as db_ping
-from gateway.errors import NoRouteError
+from gateway.errors import AmbiguousRouteError, NoRouteError, NotAuthorisedError
 from gateway.inbox import Inbox, InboxMessage, Outcome
+from routing import AccessDenied, AmbiguousRoute, Decision, NoRouteFound, RoutingHolder
 
 __all__ = ["Handlers", "RequestContext"]
 
@@ -55,7 +56,7 @@ class RequestContext:
     facts: dict[str, str] = field(default_factory=dict)
 
 
-class RuleViolation(Exception):  # noqa: N818 - a business result, not an error
+class RuleViolation(Exception):
     def __init__(self, sub_code: str, message: str) -> None:
         super().__init__(message)
         self.sub_code = sub_code
@@ -103,6 +104,7 @@ class Handlers:
         inbox: Inbox,
         code_lists: CodeLists,
         version: str,
+        routing: RoutingHolder,
         now: Callable[[], datetime] = lambda: datetime.now(SWEDEN),
     ) -> None:
         self.config = config
@@ -110,12 +112,45 @@ class Handlers:
         self.inbox = inbox
         self.code_lists = code_lists
         self.version = version
+        self.routing = routing
         self.now = now
         self.by_operation: dict[str, Callable[[RequestContext], etree._Element]] = {
             "RegisterCase": self.register_case,
             "UpdateCase": self.update_case,
             "PingForConfiguration": self.ping,
         }
+
+    # -- routing and access -----------------------------------------------------------------------------
+    def route(self, ctx: RequestContext) -> Decision:
+        """Access check, then route resolution, on the active catalogue version; faults carry the trace."""
+        table = self.routing.table
+        contract = ctx.contract.responder_namespace
+        now = datetime.now(UTC)
+        ctx.facts["routingVersion"] = str(table.version)
+        try:
+            access = table.authorize(ctx.consumer, contract, ctx.logical_address, now)
+            decision = table.resolve(contract, ctx.logical_address, now)
+        except AccessDenied as exc:
+            ctx.facts["trace"] = " | ".join(exc.trace)
+            raise NotAuthorisedError(
+                f"{ctx.consumer} is not authorised to call {ctx.contract.operation} at {ctx.logical_address}",
+                detail=" | ".join(exc.trace),
+            ) from None
+        except AmbiguousRoute as exc:
+            ctx.facts["trace"] = " | ".join(exc.trace)
+            raise AmbiguousRouteError(
+                f"More than one route for {ctx.contract.operation} at {ctx.logical_address}",
+                detail=" | ".join(exc.trace),
+            ) from None
+        except NoRouteFound as exc:
+            ctx.facts["trace"] = " | ".join(exc.trace)
+            raise NoRouteError(
+                f"No route for {ctx.contract.operation} at {ctx.logical_address}",
+                detail=" | ".join(exc.trace),
+            ) from None
+        ctx.facts["route"] = decision.target
+        ctx.facts["trace"] = " | ".join(access + decision.trace)
+        return decision
 
     # -- RegisterCase ---------------------------------------------------------------------------------------
     def _register_rules(self, req: registercase.RegisterCase, ctx: RequestContext) -> None:
@@ -146,6 +181,7 @@ class Handlers:
         _check_attachments(req.attachments, self.config.soap.max_attachment_bytes)
 
     def register_case(self, ctx: RequestContext) -> etree._Element:
+        decision = self.route(ctx)
         req = registercase.parse(ctx.payload)
         ctx.facts["caseId"] = req.case_id
         try:
@@ -163,6 +199,9 @@ class Handlers:
                 correlation_id=ctx.correlation_id,
                 log_id=ctx.log_id,
                 payload=ctx.payload,
+                route_target=decision.target,
+                route_address=decision.matched_address,
+                routing_version=self.routing.table.version,
             )
         )
         return self._outcome(ctx, registercase.build_response, outcome, "caseId")
@@ -187,9 +226,7 @@ class Handlers:
         _check_attachments(req.attachments, self.config.soap.max_attachment_bytes)
 
     def update_case(self, ctx: RequestContext) -> etree._Element:
-        if ctx.logical_address != self.config.gateway.case_service_address:
-            # Until the routing catalogue exists, 1177's case service is the only destination of UpdateCase.
-            raise NoRouteError(f"No route for UpdateCase to logical address {ctx.logical_address}")
+        decision = self.route(ctx)
         req = updatecase.parse(ctx.payload)
         ctx.facts["caseId"] = req.case_id
         ctx.facts["messageId"] = req.message_id
@@ -210,6 +247,9 @@ class Handlers:
                 correlation_id=ctx.correlation_id,
                 log_id=ctx.log_id,
                 payload=ctx.payload,
+                route_target=decision.target,
+                route_address=decision.matched_address,
+                routing_version=self.routing.table.version,
             ),
             case_must_exist=True,
         )
@@ -253,11 +293,13 @@ class Handlers:
         database_ok = db_ping(self.inbox.engine)
         known = {c.request.namespace for c in self.registry.contracts()}
         configuration = [
-            ("ready", "true" if database_ok else "false"),
+            ("ready", "true" if database_ok and self.routing.table.version > 0 else "false"),
             ("database", "ok" if database_ok else "unreachable"),
             ("contracts", ",".join(sorted(c.operation for c in self.registry.contracts()))),
             ("serviceContractKnown", "true" if req.service_contract_namespace in known else "false"),
-            ("routingVersion", "none"),
+            ("routingVersion", str(self.routing.table.version)),
+            ("routingHash", self.routing.table.content_hash[:12] or "none"),
+            ("routingSource", self.routing.source),
             ("outboxBacklog", "n/a"),
         ]
         return ping_contract.build_response(self.version, self.now().strftime("%Y%m%d%H%M%S"), configuration)

@@ -52,6 +52,11 @@ inbox_message = Table(
     Column("content_hash", String(64), nullable=False),
     Column("payload", LargeBinary, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
+    # the route resolved when the request was accepted: endpoint name or "internal", the address that
+    # matched (after any HSA climb) and the catalogue version that decided
+    Column("route_target", String(64), nullable=True),
+    Column("route_address", String(64), nullable=True),
+    Column("routing_version", Integer, nullable=True),
     UniqueConstraint("operation", "idempotency_key"),
     Index(None, "case_id", "operation", "sequence_number"),
 )
@@ -78,6 +83,9 @@ class InboxMessage:
     message_id: str | None = None
     sequence_number: int | None = None
     original_consumer_hsa_id: str | None = None
+    route_target: str | None = None
+    route_address: str | None = None
+    routing_version: int | None = None
 
 
 def content_hash(payload: etree._Element, logical_address: str) -> str:
@@ -117,6 +125,9 @@ class Inbox:
             "content_hash": digest,
             "payload": payload,
             "received_at": datetime.now(UTC),
+            "route_target": message.route_target,
+            "route_address": message.route_address,
+            "routing_version": message.routing_version,
         }
         try:
             with self.engine.begin() as conn:

@@ -1,6 +1,24 @@
-"""Routing catalogue (TAK-style): components, contracts, addresses, endpoints, routes and permissions.
+"""Routing catalogue (TAK-style): components, contracts, logical addresses, endpoints, routes, permissions
+and an HSA tree; resolution with HSA climb; draft → diff → publish → rollback, with an audit log.
 
-Filled in by the routing issue; uses ``contracts`` at most.
+Uses ``contracts`` at most; ``gateway`` translates routing errors into platform codes.
 """
 
-__all__: list[str] = []
+from routing.errors import AccessDenied, AmbiguousRoute, CatalogueError, NoRouteFound, RoutingError
+from routing.holder import RoutingHolder
+from routing.model import Catalogue
+from routing.resolver import Decision, RoutingTable
+from routing.store import CatalogueStore
+
+__all__ = [
+    "AccessDenied",
+    "AmbiguousRoute",
+    "Catalogue",
+    "CatalogueError",
+    "CatalogueStore",
+    "Decision",
+    "NoRouteFound",
+    "RoutingError",
+    "RoutingHolder",
+    "RoutingTable",
+]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 import gateway.inbox  # noqa: F401 - registers its tables on the shared metadata
+import routing.store  # noqa: F401
 from contracts.db import metadata
 
 connection = context.config.attributes.get("connection")

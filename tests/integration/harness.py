@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway import migrate
 from gateway.certs import ExamplePki
+from gateway.db import make_engine
+from routing import CatalogueStore
+from routing.io import load
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,6 +27,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def publish_catalogue(db_url: str, path: Path, comment: str = "test catalogue") -> int:
+    """Import ``path`` into the draft and publish it, unless a version is already active."""
+    engine = make_engine(db_url, pool_size=1)
+    try:
+        migrate.upgrade(engine)
+        store = CatalogueStore(engine)
+        active = store.active_version()
+        if active is not None:
+            return active[0]
+        store.replace_draft(load(path), "test")
+        return store.publish("test", comment, force=True).version
+    finally:
+        engine.dispose()
 
 
 def _toml_value(value: Any) -> str:
@@ -43,6 +62,8 @@ class GatewayProcess:
     workers: int = 2
     threads: int = 4
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: catalogue published before start (when nothing is published yet); None publishes nothing
+    catalogue: Path | None = ROOT / "examples" / "routing.yaml"
     port: int = 0
     ops_port: int = 0
     process: subprocess.Popen[bytes] | None = None
@@ -75,6 +96,7 @@ class GatewayProcess:
                 "crl": self.pki.crl,
             },
             "ops": {"bind": f"127.0.0.1:{self.ops_port}"},
+            "routing": {"snapshot_file": self.workdir / "routing-snapshot.json", "poll_interval_ms": 200},
             "database": {"url": self.db_url},
             "log": {"level": "INFO", "format": "json"},
         }
@@ -87,6 +109,8 @@ class GatewayProcess:
         return "\n".join(lines) + "\n"
 
     def start(self, timeout: float = 40.0) -> GatewayProcess:
+        if self.catalogue is not None:
+            publish_catalogue(self.db_url, self.catalogue)
         self.port, self.ops_port = free_port(), free_port()
         config = self.workdir / "gateway.toml"
         config.write_text(self.config_text())

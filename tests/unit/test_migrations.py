@@ -6,6 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 import gateway.inbox  # noqa: F401 - registers its tables
+import routing.store  # noqa: F401
 from contracts.db import metadata
 from gateway import migrate
 from gateway.db import make_engine

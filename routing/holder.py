@@ -1,0 +1,101 @@
+"""Keeps the active routing table of one process current, and a local copy for when the database is down.
+
+A daemon thread polls the newest version number (one indexed lookup) every ``poll_interval`` seconds and,
+when it changes, loads that version and swaps the whole table in one reference assignment, so a request sees
+either the old routes and permissions or the new ones, never a mix. Each loaded version is also written
+atomically to ``snapshot_file``; at start, if the database cannot be reached, that file is served instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from routing.model import Catalogue
+from routing.resolver import RoutingTable
+from routing.store import CatalogueStore
+
+__all__ = ["RoutingHolder"]
+
+log = logging.getLogger("routing.holder")
+
+
+class RoutingHolder:
+    def __init__(self, engine: Engine, snapshot_file: Path | None, poll_interval: float = 0.5) -> None:
+        self.store = CatalogueStore(engine)
+        self.snapshot_file = snapshot_file
+        self.poll_interval = poll_interval
+        self.table = RoutingTable(Catalogue(), version=0, content_hash="")
+        self.source = "none"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def load(self) -> None:
+        """Load the active version from the database, falling back to the local snapshot file."""
+        try:
+            self.refresh()
+        except Exception:  # noqa: BLE001 - any database failure: serve the last good snapshot
+            log.warning("routing catalogue unreachable in the database; trying the local snapshot")
+            self._load_file()
+
+    def refresh(self) -> bool:
+        """Swap in the newest version if it differs from the one held; True when it did."""
+        current = self.store.active_version()
+        if current is None or current[0] == self.table.version:
+            return False
+        catalogue, digest = self.store.version_content(current[0])
+        self.table = RoutingTable(catalogue, version=current[0], content_hash=digest)
+        self.source = "database"
+        self._write_file(catalogue, current[0], digest)
+        log.info("routing version loaded", extra={"fields": {"version": current[0], "hash": digest[:12]}})
+        return True
+
+    def _write_file(self, catalogue: Catalogue, version: int, digest: str) -> None:
+        if self.snapshot_file is None:
+            return
+        data = json.dumps(
+            {"version": version, "hash": digest, "catalogue": catalogue.to_dict()}, sort_keys=True
+        )
+        try:
+            self.snapshot_file.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.snapshot_file.parent, prefix=".routing-", suffix=".tmp")
+            with os.fdopen(fd, "w") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.snapshot_file)
+        except OSError:
+            log.warning("could not write the local routing snapshot", exc_info=True)
+
+    def _load_file(self) -> None:
+        if self.snapshot_file is None or not self.snapshot_file.is_file():
+            log.error("no routing snapshot available: every call will be refused with VP004")
+            return
+        data = json.loads(self.snapshot_file.read_text())
+        catalogue = Catalogue.from_dict(data["catalogue"])
+        self.table = RoutingTable(catalogue, version=int(data["version"]), content_hash=str(data["hash"]))
+        self.source = "snapshot-file"
+        log.warning(
+            "serving routing version from the local snapshot", extra={"fields": {"version": data["version"]}}
+        )
+
+    def start(self) -> None:
+        self.load()
+        self._thread = threading.Thread(target=self._run, name="routing-poller", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_interval):
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001 - keep serving the last good table
+                log.warning("routing poll failed; keeping version %s", self.table.version)
+
+    def stop(self) -> None:
+        self._stop.set()
