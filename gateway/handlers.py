@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -300,6 +301,7 @@ class Handlers:
             ("routingVersion", str(self.routing.table.version)),
             ("routingHash", self.routing.table.content_hash[:12] or "none"),
             ("routingSource", self.routing.source),
+            ("process", str(os.getpid())),
             ("outboxBacklog", "n/a"),
         ]
         return ping_contract.build_response(self.version, self.now().strftime("%Y%m%d%H%M%S"), configuration)

@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from gateway import __version__, migrate
 from gateway.config import Config
 from gateway.db import make_engine, ping
+from routing import CatalogueStore
 
 __all__ = ["OpsApp", "serve_ops"]
 
@@ -46,7 +47,10 @@ class OpsApp:
 
     def readiness(self) -> dict[str, Any]:
         database = ping(self.engine)
-        revision = migrate.current_revision(self.engine) if database else None
+        try:
+            revision = migrate.current_revision(self.engine) if database else None
+        except Exception:  # noqa: BLE001 - a vanished database between the two calls
+            database, revision = False, None
         head = migrate.head_revision()
         soap = self._soap_port_open()
         return {
@@ -57,6 +61,13 @@ class OpsApp:
                 "soapListener": "ok" if soap else "not accepting connections",
             },
         }
+
+    def routing_version(self) -> dict[str, Any]:
+        try:
+            active = CatalogueStore(self.engine).active_version()
+        except Exception:  # noqa: BLE001 - status must answer even when the database does not
+            return {"version": None, "hash": None, "error": "database unreachable"}
+        return {"version": active[0] if active else None, "hash": active[1] if active else None}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
@@ -71,7 +82,7 @@ class OpsApp:
                 "version": __version__,
                 "uptimeSeconds": round(time.time() - self.started),
                 "publicUrl": self.config.server.public_url,
-                "routing": {"version": None},
+                "routing": self.routing_version(),
                 **state,
             }
             return _json(start_response, "200 OK", body)

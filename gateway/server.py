@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from sqlalchemy.exc import OperationalError
 
 from gateway.config import Config
 from gateway.tls import ServerContextFactory
@@ -87,8 +88,14 @@ def serve(config: Config, *, with_ops: bool = True) -> int:
     from gateway.db import make_engine
 
     engine = make_engine(config.database.url, pool_size=1)
-    migrate.upgrade(engine)
-    engine.dispose()
+    try:
+        migrate.upgrade(engine)
+    except OperationalError:
+        # Serve anyway: monitoring and routing work from the local snapshot, and requests that must be
+        # stored fail with a retryable fault until the database is back (nothing is acknowledged unstored).
+        log.error("database unreachable at start: schema not checked; serving from the local routing snapshot")
+    finally:
+        engine.dispose()
     ops = _start_ops(config) if with_ops else None
     try:
         GatewayServer(config).run()

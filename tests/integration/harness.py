@@ -108,7 +108,7 @@ class GatewayProcess:
             lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
         return "\n".join(lines) + "\n"
 
-    def start(self, timeout: float = 40.0) -> GatewayProcess:
+    def start(self, timeout: float = 40.0, *, wait_ready: bool = True) -> GatewayProcess:
         if self.catalogue is not None:
             publish_catalogue(self.db_url, self.catalogue)
         self.port, self.ops_port = free_port(), free_port()
@@ -134,7 +134,7 @@ class GatewayProcess:
                 raise RuntimeError(
                     f"gateway exited with {self.process.returncode}:\n{self.log_text()[-3000:]}"
                 )
-            if self.ready():
+            if self.ready() if wait_ready else self.live():
                 return self
             time.sleep(0.1)
         self.stop()
@@ -143,6 +143,15 @@ class GatewayProcess:
     def ready(self) -> bool:
         try:
             with urllib.request.urlopen(self.ops_url + "/health/ready", timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def live(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                pass
+            with urllib.request.urlopen(self.ops_url + "/health/live", timeout=2) as response:
                 return bool(response.status == 200)
         except OSError:
             return False
