@@ -93,7 +93,7 @@ def serve(config: Config, *, with_ops: bool = True) -> int:
     except OperationalError:
         # Serve anyway: monitoring and routing work from the local snapshot, and requests that must be
         # stored fail with a retryable fault until the database is back (nothing is acknowledged unstored).
-        log.error("database unreachable at start: schema not checked; serving from the local routing snapshot")
+        log.error("database unreachable at start: schema not checked; routing from the local snapshot")
     finally:
         engine.dispose()
     ops = _start_ops(config) if with_ops else None
