@@ -72,7 +72,8 @@ class CodeLists:
             if cv.code_system != code_list.code_system:
                 problems.append(f"{field}: codeSystem must be {code_list.code_system}")
             elif cv.code not in code_list.display:
-                problems.append(f"{field}: unknown code {cv.code!r} in {code_list.code_system}")
+                # the unknown value itself is not repeated: a mis-mapped field may carry personal data
+                problems.append(f"{field}: code not in {code_list.code_system}")
             elif field == "mainProblem" and code_list.parent[cv.code] is not None:
                 problems.append(f"{field}: {cv.code!r} is a sub-problem code, not a main problem")
             elif field == "subProblem":

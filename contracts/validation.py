@@ -16,8 +16,37 @@ from contracts.registry import Contract
 
 __all__ = ["SchemaValidator"]
 
-_QUOTED_VALUE = re.compile(r"(value )'[^']*'")
-_LEADING_VALUE = re.compile(r"'[^']*'( is not a valid value)")
+_ELEMENT = re.compile(r"^Element '([^']+)'")
+# Content-model errors name elements only (XML names cannot hold an apostrophe or a value), so their
+# libxml2 text is passed on. Every other error may quote the offending value, which may be health data:
+# those are rewritten from the error type alone.
+_STRUCTURAL = frozenset(
+    {
+        "SCHEMAV_ELEMENT_CONTENT",
+        "SCHEMAV_CVC_COMPLEX_TYPE_2_3",
+        "SCHEMAV_CVC_COMPLEX_TYPE_2_4",
+        "SCHEMAV_CVC_ELT_1",
+    }
+)
+_PHRASES = (
+    ("ENUMERATION", "is not one of the allowed values"),
+    ("PATTERN", "does not have the required format"),
+    ("MAXLENGTH", "is too long"),
+    ("MINLENGTH", "is too short"),
+    ("LENGTH", "has the wrong length"),
+    ("MININCLUSIVE", "is below the allowed minimum"),
+    ("MAXINCLUSIVE", "is above the allowed maximum"),
+    ("DATATYPE", "is not a valid value of its type"),
+)
+
+
+def _describe(type_name: str, message: str) -> str:
+    if type_name in _STRUCTURAL:
+        return message.strip()
+    match = _ELEMENT.match(message)
+    where = f"Element '{match.group(1)}'" if match else "A value"
+    phrase = next((text for key, text in _PHRASES if key in type_name), "is not valid here")
+    return f"{where}: value {phrase}"
 
 
 class SchemaValidator:
@@ -42,9 +71,6 @@ class SchemaValidator:
             return []
         messages = []
         for error in schema.error_log:
-            # libxml2 quotes the offending value in some messages; it may be health data, so drop it and
-            # keep the rule (facet names, element names, the allowed set are safe and useful).
-            text = _QUOTED_VALUE.sub(r"\1'…'", error.message)
-            text = _LEADING_VALUE.sub(r"'…'\1", text)
+            text = _describe(error.type_name, error.message)
             messages.append(f"{error.path}: {text}" if error.path else text)
         return messages or ["schema validation failed"]

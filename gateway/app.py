@@ -160,6 +160,8 @@ class SoapApp:
                 length = int(length_header)
             except ValueError:
                 raise InvalidRequestError("Invalid Content-Length") from None
+            if length < 0:
+                raise InvalidRequestError("Invalid Content-Length")
             if length > self.max_body:
                 raise InvalidRequestError(
                     f"Request body of {length} bytes exceeds the limit of {self.max_body}"

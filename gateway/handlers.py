@@ -8,7 +8,6 @@ name fields and codes, never free text or personal identity numbers.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import logging
 import os
@@ -26,7 +25,7 @@ from contracts.model import Attachment, Result, parse_date, parse_timestamp
 from contracts.registry import Contract, ContractRegistry
 from gateway.config import Config
 from gateway.db import ping as db_ping
-from gateway.errors import AmbiguousRouteError, NoRouteError, NotAuthorisedError
+from gateway.errors import AmbiguousRouteError, InvalidRequestError, NoRouteError, NotAuthorisedError
 from gateway.inbox import Inbox, InboxMessage, Outcome
 from routing import AccessDenied, AmbiguousRoute, Decision, NoRouteFound, RoutingHolder
 
@@ -34,6 +33,7 @@ __all__ = ["Handlers", "RequestContext"]
 
 log = logging.getLogger("gateway.handlers")
 SWEDEN = ZoneInfo("Europe/Stockholm")
+MAX_SEQUENCE = 2**63 - 1  # the database column is a signed 64-bit integer
 
 # File signatures of the attachment types the contracts allow; the declared type must match the content.
 _MAGIC: dict[str, tuple[bytes, ...]] = {
@@ -84,12 +84,15 @@ def _check_attachments(attachments: Iterable[Attachment], max_bytes: int) -> Non
             )
         if size == 0:
             raise RuleViolation("ATTACHMENT_EMPTY", f"attachment {index}: no content")
-        head_b64 = "".join((attachment.data_element.text or "").split())[:16]
+        # libxml2 skips characters outside the base64 alphabet when it checks xs:base64Binary, so the
+        # whole content is decoded strictly here (what is stored must decode for whoever reads it later).
         try:
-            head = base64.b64decode(head_b64 + "=" * (-len(head_b64) % 4))
+            content = binascii.a2b_base64(
+                "".join((attachment.data_element.text or "").split()), strict_mode=True
+            )
         except (binascii.Error, ValueError):
-            head = b""
-        if not head.startswith(_MAGIC[attachment.mime_type]):
+            raise InvalidRequestError(f"attachment {index}: data is not valid base64") from None
+        if not content.startswith(_MAGIC[attachment.mime_type]):
             raise RuleViolation(
                 "ATTACHMENT_TYPE_MISMATCH", f"attachment {index}: content is not {attachment.mime_type}"
             )
@@ -209,6 +212,8 @@ class Handlers:
 
     # -- UpdateCase -----------------------------------------------------------------------------------------
     def _update_rules(self, req: updatecase.UpdateCase) -> None:
+        if req.sequence_number > MAX_SEQUENCE:
+            raise InvalidRequestError(f"sequenceNumber is above the largest supported value {MAX_SEQUENCE}")
         kind = req.update_type
         if kind in ("PARTIAL_ANSWER", "QUESTION", "ANSWER") and not (req.message_text or "").strip():
             raise RuleViolation("MESSAGE_REQUIRED", f"updateType {kind} needs message/text")
