@@ -89,6 +89,7 @@ _CLIENTS: tuple[_ClientSpec, ...] = (
     _ClientSpec("deviation-b", "SE2321000016-DEV2", "Patient board system", _REGION),
     _ClientSpec("operator", "SE2321000016-OPS1", "Gateway operator", _REGION),
     _ClientSpec("handler", "SE2321000016-HND1", "Case handler", _REGION),
+    _ClientSpec("gateway", "SE2321000016-GW01", "Integration gateway (outbound deliveries)", _REGION),
     _ClientSpec("revoked", "SE2321000016-RVK1", "Revoked demo client", _REGION, kind="revoked"),
     _ClientSpec("expired", "SE2321000016-EXP1", "Expired demo client", _REGION, kind="expired"),
     _ClientSpec("no-serial", None, "Demo client without HSA-id", _REGION),

@@ -43,7 +43,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _config(args)
     validate(config, check_files=True)
     configure_logging(config.log.level, config.log.format)
-    return serve(config, with_ops=not args.no_ops)
+    return serve(
+        config, with_ops=not args.no_ops, with_worker=config.outbox.run_in_serve and not args.no_worker
+    )
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from gateway.delivery import run_worker
+    from gateway.logs import configure_logging
+
+    config = _config(args)
+    validate(config, check_files=True)
+    configure_logging(config.log.level, config.log.format)
+    return run_worker(config, threads=args.threads)
 
 
 def cmd_ops(args: argparse.Namespace) -> int:
@@ -209,9 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("serve", help="serve SOAP over mutual TLS and the operations listener")
+    p = sub.add_parser("serve", help="serve SOAP over mutual TLS, the operations listener and delivery")
     p.add_argument("--no-ops", action="store_true", help="do not start the operations listener")
+    p.add_argument("--no-worker", action="store_true", help="do not start delivery (run `gateway worker`)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", help="deliver queued messages (any number of processes may run)")
+    p.add_argument("--threads", type=int, help="concurrent deliveries (default outbox.threads)")
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("ops", help="run only the operations listener (started by serve)")
     p.add_argument("--parent", type=int, default=None)

@@ -98,6 +98,28 @@ class RoutingConfig:
 
 
 @dataclass(frozen=True)
+class OutboxConfig:
+    #: run delivery in a child process of `gateway serve` (else run `gateway worker` separately)
+    run_in_serve: bool = True
+    threads: int = 8
+    poll_ms: int = 100
+    #: a claimed message returns to the queue this long after its worker stops heartbeating
+    lease_ms: int = 10_000
+    retry_base_ms: int = 1_000
+    retry_cap_ms: int = 300_000
+    max_attempts: int = 25
+    max_age_hours: int = 168
+    breaker_threshold: int = 5
+    breaker_open_ms: int = 5_000
+    breaker_max_open_ms: int = 60_000
+    #: the gateway's own client certificate for deliveries (an endpoint may name its own)
+    client_certificate: Path | None = None
+    client_key: Path | None = field(default=None, repr=False)
+    #: CA bundle for receivers' server certificates (default: tls.trust_store)
+    trust_store: Path | None = None
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "INFO"
     format: str = "json"
@@ -113,6 +135,7 @@ class Config:
     soap: SoapConfig = field(default_factory=SoapConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
     log: LogConfig = field(default_factory=LogConfig)
     source: Path | None = None
 
@@ -274,6 +297,13 @@ def validate(config: Config, *, check_files: bool = False) -> None:
         raise ConfigError("config: routing.poll_interval_ms: must be between 50 and 10000")
     if config.routing.max_publish_changes < 1:
         raise ConfigError("config: routing.max_publish_changes: must be at least 1")
+    for name in ("threads", "poll_ms", "lease_ms", "retry_base_ms", "max_attempts", "breaker_threshold"):
+        if getattr(config.outbox, name) < 1:
+            raise ConfigError(f"config: outbox.{name}: must be at least 1")
+    if config.outbox.lease_ms < 1000:
+        raise ConfigError("config: outbox.lease_ms: must be at least 1000 (heartbeats run every third of it)")
+    if (config.outbox.client_certificate is None) != (config.outbox.client_key is None):
+        raise ConfigError("config: outbox.client_certificate and outbox.client_key go together")
     if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"config: log.level: unknown level {config.log.level!r}")
     if config.log.format not in ("json", "text"):
@@ -287,3 +317,6 @@ def validate(config: Config, *, check_files: bool = False) -> None:
         _check_file("tls.private_key", config.tls.private_key)
         _check_file("tls.trust_store", config.tls.trust_store)
         _check_file("tls.crl", config.tls.crl)
+        _check_file("outbox.client_certificate", config.outbox.client_certificate)
+        _check_file("outbox.client_key", config.outbox.client_key)
+        _check_file("outbox.trust_store", config.outbox.trust_store)

@@ -26,6 +26,7 @@ from contracts.registry import Contract, ContractRegistry
 from gateway.config import Config
 from gateway.db import ping as db_ping
 from gateway.errors import AmbiguousRouteError, InvalidRequestError, NoRouteError, NotAuthorisedError
+from gateway.flow import CaseFlow, Redirect
 from gateway.inbox import Inbox, InboxMessage, Outcome
 from routing import AccessDenied, AmbiguousRoute, Decision, NoRouteFound, RoutingHolder
 
@@ -118,6 +119,7 @@ class Handlers:
         self.version = version
         self.routing = routing
         self.now = now
+        self.flow = CaseFlow(routing, registry.by_operation("RegisterCase").responder_namespace)
         self.by_operation: dict[str, Callable[[RequestContext], etree._Element]] = {
             "RegisterCase": self.register_case,
             "UpdateCase": self.update_case,
@@ -206,7 +208,10 @@ class Handlers:
                 route_target=decision.target,
                 route_address=decision.matched_address,
                 routing_version=self.routing.table.version,
-            )
+            ),
+            then=self.flow.after_register(
+                req, ctx.payload, decision, ctx.correlation_id, self._origin(ctx), ctx.logical_address
+            ),
         )
         return self._outcome(ctx, registercase.build_response, outcome, "caseId")
 
@@ -240,6 +245,11 @@ class Handlers:
             self._update_rules(req)
         except RuleViolation as rule:
             return self._error(ctx, updatecase.build_response, "INVALID_REQUEST", rule)
+        redirect = (
+            Redirect(req.handling_unit.unit_id)
+            if req.update_type == "REDIRECTED" and req.handling_unit is not None
+            else None
+        )
         outcome = self.inbox.accept(
             InboxMessage(
                 operation="UpdateCase",
@@ -257,7 +267,16 @@ class Handlers:
                 route_address=decision.matched_address,
                 routing_version=self.routing.table.version,
             ),
-            case_must_exist=True,
+            check=self.flow.check_update(req, ctx.consumer, redirect),
+            then=self.flow.after_update(
+                req,
+                ctx.payload,
+                decision,
+                ctx.correlation_id,
+                self._origin(ctx),
+                ctx.logical_address,
+                redirect,
+            ),
         )
         return self._outcome(ctx, updatecase.build_response, outcome, "messageId")
 
@@ -290,8 +309,19 @@ class Handlers:
                 "STALE_SEQUENCE", "sequenceNumber is not above the last accepted for this case"
             )
             return self._error(ctx, build, "INVALID_REQUEST", rule)
+        if outcome is Outcome.NOT_ALLOWED:
+            rule = RuleViolation("NOT_CASE_RECEIVER", "this case was not routed to the calling system")
+            return self._error(ctx, build, "NOT_ALLOWED", rule)
+        if outcome is Outcome.UNROUTABLE_REDIRECT:
+            rule = RuleViolation("REDIRECT_UNROUTABLE", "handlingUnit has no route for RegisterCase")
+            return self._error(ctx, build, "INVALID_REQUEST", rule)
         rule = RuleViolation("UNKNOWN_CASE", "no case with this caseId was registered through this gateway")
         return self._error(ctx, build, "NOT_FOUND", rule)
+
+    @staticmethod
+    def _origin(ctx: RequestContext) -> str:
+        """The consumer named to the receiver: the original one behind a platform, else the caller."""
+        return ctx.original_consumer or ctx.consumer
 
     # -- PingForConfiguration -----------------------------------------------------------------------------
     def ping(self, ctx: RequestContext) -> etree._Element:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,6 +18,7 @@ from lxml import etree
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     DateTime,
     Engine,
     Index,
@@ -25,7 +27,6 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
-    func,
     insert,
     select,
 )
@@ -68,6 +69,8 @@ class Outcome(enum.Enum):
     CONFLICT = "conflict"
     STALE = "stale"
     UNKNOWN_CASE = "unknown-case"
+    NOT_ALLOWED = "not-allowed"
+    UNROUTABLE_REDIRECT = "unroutable-redirect"
 
 
 @dataclass(frozen=True)
@@ -107,10 +110,21 @@ class Inbox:
                 )
             ).scalar_one_or_none()
 
-    def accept(self, message: InboxMessage, *, case_must_exist: bool = False) -> Outcome:
-        """Store ``message`` unless it repeats or contradicts what is stored; commit before returning."""
+    def accept(
+        self,
+        message: InboxMessage,
+        *,
+        check: Callable[[Connection], Outcome | None] | None = None,
+        then: Callable[[Connection, int], None] | None = None,
+    ) -> Outcome:
+        """Store ``message`` unless it repeats or contradicts what is stored; commit before returning.
+
+        In the same transaction, ``check`` may refuse the message (returning an outcome) after the duplicate
+        check, and ``then`` receives the new inbox row id to store what follows from it (case record, outbox
+        messages): all of it is committed together, or none of it.
+        """
         digest = content_hash(message.payload, message.logical_address)
-        payload = etree.tostring(message.payload, encoding="UTF-8")
+        payload = etree.tostring(message.payload, encoding="UTF-8", xml_declaration=False)
         row = {
             "operation": message.operation,
             "idempotency_key": message.idempotency_key,
@@ -139,29 +153,15 @@ class Inbox:
                 ).scalar_one_or_none()
                 if existing is not None:
                     return Outcome.DUPLICATE if existing == digest else Outcome.CONFLICT
-                if case_must_exist:
-                    # Locks the case's registration row on PostgreSQL so updates of one case are serialised
-                    # (SQLite's BEGIN IMMEDIATE already serialises every writer).
-                    case_row = conn.execute(
-                        select(inbox_message.c.id)
-                        .where(
-                            inbox_message.c.operation == "RegisterCase",
-                            inbox_message.c.case_id == message.case_id,
-                        )
-                        .with_for_update()
-                    ).first()
-                    if case_row is None:
-                        return Outcome.UNKNOWN_CASE
-                    if message.sequence_number is not None:
-                        last = conn.execute(
-                            select(func.max(inbox_message.c.sequence_number)).where(
-                                inbox_message.c.operation == message.operation,
-                                inbox_message.c.case_id == message.case_id,
-                            )
-                        ).scalar_one_or_none()
-                        if last is not None and message.sequence_number <= last:
-                            return Outcome.STALE
-                conn.execute(insert(inbox_message).values(**row))
+                if check is not None:
+                    refused = check(conn)
+                    if refused is not None:
+                        conn.rollback()
+                        return refused
+                key = conn.execute(insert(inbox_message).values(**row)).inserted_primary_key
+                assert key is not None
+                if then is not None:
+                    then(conn, int(key[0]))
             return Outcome.STORED
         except IntegrityError:
             # A concurrent submission with the same key committed first: judge against what it stored.

@@ -15,6 +15,15 @@ __all__ = ["current_revision", "downgrade", "head_revision", "upgrade"]
 _SCRIPTS = Path(__file__).resolve().parent / "migrations"
 
 
+def load_tables() -> None:
+    """Import every module that defines tables, so the shared metadata is complete."""
+    import gateway.cases
+    import gateway.inbox  # noqa: F401
+    import outbox.schema
+    import outbox.store  # noqa: F401
+    import routing.store  # noqa: F401
+
+
 def _config() -> AlembicConfig:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(_SCRIPTS))

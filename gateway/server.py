@@ -75,15 +75,16 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
         return create_app(self.gateway_config)
 
 
-def _start_ops(config: Config) -> subprocess.Popen[bytes]:
+def _child(config: Config, *command: str) -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "gateway.cli"]
     if config.source is not None:
         argv += ["--config", str(config.source)]
-    argv += ["ops", "--parent", str(os.getpid())]
-    return subprocess.Popen(argv)
+    # PR_SET_PDEATHSIG is not reachable from Python; children watch their parent instead (ops) or are
+    # stopped here when gunicorn's master returns.
+    return subprocess.Popen([*argv, *command])
 
 
-def serve(config: Config, *, with_ops: bool = True) -> int:
+def serve(config: Config, *, with_ops: bool = True, with_worker: bool = True) -> int:
     from gateway import migrate
     from gateway.db import make_engine
 
@@ -96,14 +97,20 @@ def serve(config: Config, *, with_ops: bool = True) -> int:
         log.error("database unreachable at start: schema not checked; routing from the local snapshot")
     finally:
         engine.dispose()
-    ops = _start_ops(config) if with_ops else None
+    children = []
+    if with_ops:
+        children.append(_child(config, "ops", "--parent", str(os.getpid())))
+    if with_worker:
+        children.append(_child(config, "worker"))
     try:
         GatewayServer(config).run()
     finally:
-        if ops is not None and ops.poll() is None:
-            ops.send_signal(signal.SIGTERM)
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
             try:
-                ops.wait(timeout=5)
+                child.wait(timeout=config.server.graceful_timeout + 35)
             except subprocess.TimeoutExpired:
-                ops.kill()
+                child.kill()
     return 0

@@ -53,6 +53,9 @@ class RoutingTable:
         self._climb = {c.namespace: c.hsa_climb for c in catalogue.contracts}
         self._parent = {n.hsa_id: n.parent for n in catalogue.hsa}
 
+    def endpoint(self, name: str) -> Endpoint | None:
+        return self._endpoints.get(name)
+
     def ancestors(self, address: str) -> list[str]:
         """The HSA-tree ancestors of ``address``, nearest first, ending with ``SE``."""
         chain: list[str] = []

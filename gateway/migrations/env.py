@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from alembic import context
 
-import gateway.inbox  # noqa: F401 - registers its tables on the shared metadata
-import routing.store  # noqa: F401
 from contracts.db import metadata
+from gateway.migrate import load_tables
+
+load_tables()
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only gateway.migrate runs migrations

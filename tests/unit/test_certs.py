@@ -27,6 +27,7 @@ EXPECTED_HSA_IDS: dict[str, str | None] = {
     "deviation-b": "SE2321000016-DEV2",
     "operator": "SE2321000016-OPS1",
     "handler": "SE2321000016-HND1",
+    "gateway": "SE2321000016-GW01",
     "revoked": "SE2321000016-RVK1",
     "expired": "SE2321000016-EXP1",
     "no-serial": None,

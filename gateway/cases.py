@@ -1,0 +1,77 @@
+"""Case records: one row per case, holding what statistics and routing need and nothing more.
+
+Statistics cover every case, whichever system handles it, by unit, care provider, region and nation: so the
+record keeps the units, category, the subject's age at submission and gender code (never the personal
+identity number), problem and business-area codes, the event date, the received, and closed times, and
+where the case went (route and receiving system). Updates change status, handling unit, closed time and
+corrected codes.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Column, Date, DateTime, Integer, String, Table
+
+from contracts.db import metadata
+from contracts.model import PersonId
+
+__all__ = ["STATUS_BY_UPDATE", "age_at", "case_record"]
+
+case_record = Table(
+    "case_record",
+    metadata,
+    Column("case_id", String(64), primary_key=True),
+    Column("category", String(16), nullable=False),
+    Column("recipient_type", String(16), nullable=False),
+    Column("recipient_unit", String(64), nullable=False),
+    Column("concerned_unit", String(64), nullable=True),
+    Column("handling_unit", String(64), nullable=False),
+    Column("subject_age", Integer, nullable=True),
+    Column("subject_gender", String(8), nullable=True),
+    Column("main_problem", String(16), nullable=True),
+    Column("sub_problem", String(16), nullable=True),
+    Column("experienced_problem", String(16), nullable=True),
+    Column("business_area", String(16), nullable=True),
+    Column("event_date", Date, nullable=False),
+    Column("submitted_at", DateTime, nullable=False),  # Swedish local time, as sent
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime, nullable=True),
+    Column("status", String(24), nullable=False),
+    Column("route_target", String(64), nullable=False),  # endpoint name or "internal"
+    Column("receiving_system", String(64), nullable=False),  # HSA-id of the system, or "internal"
+    Column("routing_version", Integer, nullable=False),
+    Column("last_sequence", BigInteger, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+STATUS_BY_UPDATE = {
+    "RECEIVED": "RECEIVED",
+    "IN_PROGRESS": "IN_PROGRESS",
+    "PARTIAL_ANSWER": "IN_PROGRESS",
+    "QUESTION": "WAITING_FOR_REPORTER",
+    "ANSWER": "ANSWERED",
+    "CLOSED": "CLOSED",
+    "REDIRECTED": "REDIRECTED",
+    "UNIT_CORRECTED": None,  # the unit changes, the status does not
+}
+
+
+def age_at(person: PersonId, on: date) -> int | None:
+    """Age in whole years on ``on`` from a personnummer or samordningsnummer (day + 60); None if unknown."""
+    digits = person.id
+    if len(digits) != 12 or not digits.isdigit():
+        return None
+    year, month, day = int(digits[:4]), int(digits[4:6]), int(digits[6:8])
+    if day > 60:  # samordningsnummer
+        day -= 60
+    try:
+        born = date(year, month, day)
+    except ValueError:
+        return None
+    years = on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+    return years if 0 <= years < 150 else None
+
+
+def local(value: str) -> datetime:
+    return datetime.strptime(value, "%Y%m%d%H%M%S")

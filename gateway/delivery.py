@@ -1,0 +1,103 @@
+"""Wiring of the outbox for this gateway: policies from configuration, endpoints from the routing catalogue.
+
+``gateway worker`` runs ``run_worker``; ``gateway serve`` starts it as a child process by default, so one
+command runs the whole gateway. SIGTERM or SIGINT stop a worker gracefully.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+from types import FrameType
+
+from contracts import load_registry
+from gateway.config import Config
+from gateway.db import make_engine
+from outbox import (
+    BreakerPolicy,
+    ClientIdentity,
+    EndpointSpec,
+    OutboxStore,
+    RetryPolicy,
+    SoapTransport,
+    Worker,
+)
+from routing import RoutingHolder
+
+__all__ = ["build_store", "build_worker", "run_worker"]
+
+log = logging.getLogger("gateway.delivery")
+
+
+def build_store(config: Config, engine: object | None = None) -> OutboxStore:
+    from sqlalchemy import Engine
+
+    eng = (
+        engine
+        if isinstance(engine, Engine)
+        else make_engine(config.database.url, pool_size=config.outbox.threads + 2)
+    )
+    ob = config.outbox
+    return OutboxStore(
+        eng,
+        lease_ms=ob.lease_ms,
+        retry=RetryPolicy(
+            base_ms=ob.retry_base_ms,
+            cap_ms=ob.retry_cap_ms,
+            max_attempts=ob.max_attempts,
+            max_age_ms=ob.max_age_hours * 3600 * 1000,
+            rng=random.Random(),
+        ),
+        breaker=BreakerPolicy(
+            threshold=ob.breaker_threshold, open_ms=ob.breaker_open_ms, max_open_ms=ob.breaker_max_open_ms
+        ),
+    )
+
+
+def build_worker(config: Config, *, threads: int | None = None) -> tuple[Worker, RoutingHolder]:
+    store = build_store(config)
+    routing = RoutingHolder(
+        store.engine, config.routing.snapshot_file, config.routing.poll_interval_ms / 1000
+    )
+    routing.start()
+
+    def endpoints(name: str) -> EndpointSpec | None:
+        endpoint = routing.table.endpoint(name)
+        if endpoint is None:
+            return None
+        return EndpointSpec(
+            name=endpoint.name,
+            url=endpoint.url,
+            connect_timeout=endpoint.connect_timeout,
+            read_timeout=endpoint.read_timeout,
+            client_certificate=endpoint.client_certificate,
+            client_key=endpoint.client_key,
+            trust_store=endpoint.trust_store,
+            verify_hostname=endpoint.verify_hostname,
+        )
+
+    ob = config.outbox
+    identity = ClientIdentity(ob.client_certificate, ob.client_key, ob.trust_store or config.tls.trust_store)
+    actions = {c.operation: c.soap_action for c in load_registry().contracts()}
+    worker = Worker(
+        store, endpoints, SoapTransport(identity, actions), threads=threads or ob.threads, poll_ms=ob.poll_ms
+    )
+    return worker, routing
+
+
+def run_worker(config: Config, *, threads: int | None = None) -> int:
+    worker, routing = build_worker(config, threads=threads)
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping outbox worker", extra={"fields": {"signal": signum}})
+        worker.stop_event.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        worker.run()
+    finally:
+        routing.stop()
+        worker.store.engine.dispose()
+    return 0

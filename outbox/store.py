@@ -1,0 +1,612 @@
+"""Every SQL statement of the outbox: enqueue, claim (SQLite and PostgreSQL), heartbeat, fenced completion,
+the lease reaper, circuit breakers, and the operator's actions.
+
+State machine of a message::
+
+    pending ──claim──▶ inflight ──success──▶ done
+       ▲                  │ transient (retry later) ─▶ pending
+       │                  │ permanent / gave up / 3 lost leases ─▶ dead ──operator──▶ pending | skipped
+       └──lease expired───┘
+
+Messages of one stream (case) leave in ``seq`` order: only the first unfinished message of a stream can be
+claimed, a dead message blocks (and dead-letters) the ones behind it until an operator retries or skips it,
+and a unique partial index keeps at most one message of a stream in flight. Every completion is fenced by
+the lease token, so a worker that lost its lease (paused, partitioned) cannot overwrite the outcome.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Integer,
+    String,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from contracts.db import metadata
+from outbox.policy import BreakerPolicy, Delivery, Kind, RetryPolicy
+from outbox.schema import outbox_attempt, outbox_destination, outbox_message
+
+__all__ = ["Claimed", "NewMessage", "OutboxStore", "enqueue", "now_ms"]
+
+m = outbox_message
+_earlier = outbox_message.alias("earlier")
+MAX_LEASE_EXPIRIES = 3
+_UNFINISHED = ("pending", "inflight", "dead")
+
+outbox_audit = Table(
+    "outbox_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("target", String(200), nullable=False),
+    Column("detail", String(500), nullable=True),
+)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    stream: str
+    operation: str
+    destination: str
+    logical_address: str
+    payload: bytes
+    correlation_id: str
+    idempotency_key: str
+    original_consumer: str | None = None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    stream: str
+    seq: int
+    operation: str
+    destination: str
+    logical_address: str
+    payload: bytes
+    correlation_id: str
+    original_consumer: str | None
+    idempotency_key: str
+    attempts: int
+    created_ms: int
+    lease_token: str
+
+
+def enqueue(conn: Connection, message: NewMessage, at_ms: int) -> int:
+    """Add a message in the caller's transaction (the one that stores what it answers for)."""
+    last = conn.execute(select(func.max(m.c.seq)).where(m.c.stream == message.stream)).scalar_one_or_none()
+    blocker = conn.execute(
+        select(m.c.id).where(m.c.stream == message.stream, m.c.status == "dead").order_by(m.c.seq).limit(1)
+    ).scalar_one_or_none()
+    result = conn.execute(
+        insert(m).values(
+            stream=message.stream,
+            seq=(last or 0) + 1,
+            idempotency_key=message.idempotency_key,
+            operation=message.operation,
+            destination=message.destination,
+            logical_address=message.logical_address,
+            payload=message.payload,
+            correlation_id=message.correlation_id,
+            original_consumer=message.original_consumer,
+            status="dead" if blocker is not None else "pending",
+            dead_reason=None if blocker is None else f"blocked: message {blocker} of this case is dead",
+            next_attempt_ms=at_ms,
+            created_ms=at_ms,
+        )
+    )
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+@dataclass
+class OutboxStore:
+    engine: Engine
+    lease_ms: int = 10_000
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    clock: Callable[[], int] = now_ms
+
+    @property
+    def postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    # -- claiming -------------------------------------------------------------------------------------------
+    def claim_query(self, now: int, limit: int, blocked: Iterable[str] = ()) -> Any:
+        """Due messages that are first in their stream, in the order of the partial index."""
+        head = ~exists(
+            select(_earlier.c.id).where(
+                _earlier.c.stream == m.c.stream,
+                _earlier.c.seq < m.c.seq,
+                _earlier.c.status.in_(_UNFINISHED),
+            )
+        )
+        query = (
+            select(m.c.id, m.c.destination)
+            .where(m.c.status == "pending", m.c.next_attempt_ms <= now, head)
+            .order_by(m.c.next_attempt_ms, m.c.id)
+            .limit(limit)
+        )
+        blocked = list(blocked)
+        if blocked:
+            query = query.where(m.c.destination.not_in(blocked))
+        if self.postgres:
+            query = query.with_for_update(skip_locked=True, of=m)
+        return query
+
+    def claim(self, owner: str, limit: int) -> list[Claimed]:
+        """Lease up to ``limit`` messages to ``owner``; attempts are counted here, before the call."""
+        if limit <= 0:
+            return []
+        now = self.clock()
+        try:
+            with self.engine.begin() as conn:
+                self._reap(conn, now)
+                allowance = self._allowances(conn, now)
+                blocked = [d for d, a in allowance.items() if a is not None and a <= 0]
+                rows = conn.execute(self.claim_query(now, limit * 2, blocked)).all()
+                chosen: list[int] = []
+                for row in rows:
+                    left = allowance.get(row.destination)
+                    if left is not None:
+                        if left <= 0:
+                            continue
+                        allowance[row.destination] = left - 1
+                    chosen.append(int(row.id))
+                    if len(chosen) == limit:
+                        break
+                if not chosen:
+                    return []
+                tokens = {mid: str(uuid.uuid4()) for mid in chosen}
+                conn.execute(
+                    update(m)
+                    .where(m.c.id == bindparam("mid"), m.c.status == "pending")
+                    .values(
+                        status="inflight",
+                        attempts=m.c.attempts + 1,
+                        lease_owner=owner,
+                        lease_token=bindparam("token"),
+                        lease_expires_ms=now + self.lease_ms,
+                    ),
+                    [{"mid": mid, "token": token} for mid, token in tokens.items()],
+                )
+                claimed = conn.execute(
+                    select(m)
+                    .where(m.c.id.in_(chosen), m.c.status == "inflight")
+                    .order_by(m.c.next_attempt_ms, m.c.id)
+                ).all()
+        except IntegrityError:
+            return []  # another worker took a message of the same stream first; the next poll retries
+        return [
+            Claimed(
+                id=int(r.id),
+                stream=r.stream,
+                seq=int(r.seq),
+                operation=r.operation,
+                destination=r.destination,
+                logical_address=r.logical_address,
+                payload=bytes(r.payload),
+                correlation_id=r.correlation_id,
+                original_consumer=r.original_consumer,
+                idempotency_key=r.idempotency_key,
+                attempts=int(r.attempts),
+                created_ms=int(r.created_ms),
+                lease_token=r.lease_token,
+            )
+            for r in claimed
+            if r.lease_token == tokens.get(int(r.id))
+        ]
+
+    def _reap(self, conn: Connection, now: int) -> None:
+        """Return messages whose lease expired (their worker died or stalled) to pending, or bury them."""
+        expired = conn.execute(
+            select(m.c.id, m.c.attempts, m.c.lease_expiries, m.c.stream, m.c.seq, m.c.lease_owner).where(
+                m.c.status == "inflight", m.c.lease_expires_ms < now
+            )
+        ).all()
+        for row in expired:
+            conn.execute(
+                update(m)
+                .where(m.c.id == row.id, m.c.status == "inflight")
+                .values(
+                    status="pending",
+                    lease_owner=None,
+                    lease_token=None,
+                    lease_expires_ms=None,
+                    lease_expiries=m.c.lease_expiries + 1,
+                    next_attempt_ms=now,
+                    last_error=f"lease expired (worker {row.lease_owner} lost)",
+                )
+            )
+            self._log_attempt(
+                conn,
+                int(row.id),
+                int(row.attempts),
+                str(row.lease_owner),
+                now,
+                now,
+                "lease-lost",
+                None,
+                "lease expired",
+            )
+            if row.lease_expiries + 1 >= MAX_LEASE_EXPIRIES:
+                self._bury(
+                    conn,
+                    int(row.id),
+                    row.stream,
+                    int(row.seq),
+                    f"crash loop: lease expired {MAX_LEASE_EXPIRIES} times",
+                    now,
+                )
+
+    def _bury(self, conn: Connection, mid: int, stream: str, seq: int, reason: str, now: int) -> None:
+        conn.execute(
+            update(m)
+            .where(m.c.id == mid)
+            .values(
+                status="dead",
+                dead_reason=reason[:500],
+                lease_owner=None,
+                lease_token=None,
+                lease_expires_ms=None,
+                done_ms=now,
+            )
+        )
+        conn.execute(
+            update(m)
+            .where(m.c.stream == stream, m.c.seq > seq, m.c.status == "pending")
+            .values(status="dead", dead_reason=f"blocked: message {mid} of this case is dead", done_ms=now)
+        )
+
+    # -- breakers -------------------------------------------------------------------------------------------
+    def _allowances(self, conn: Connection, now: int) -> dict[str, int | None]:
+        """Messages each limited destination may still take now (None: unlimited)."""
+        rows = conn.execute(select(outbox_destination).where(outbox_destination.c.state != "closed")).all()
+        ramps = conn.execute(
+            select(outbox_destination.c.destination, outbox_destination.c.ramp).where(
+                outbox_destination.c.state == "closed", outbox_destination.c.ramp.is_not(None)
+            )
+        ).all()
+        if not rows and not ramps:
+            return {}
+        inflight: dict[str, int] = dict(
+            conn.execute(
+                select(m.c.destination, func.count())
+                .where(m.c.status == "inflight")
+                .group_by(m.c.destination)
+            ).all()
+        )
+        allowance: dict[str, int | None] = {}
+        for row in rows:
+            if row.state == "open" and (row.open_until_ms or 0) > now:
+                allowance[row.destination] = 0
+                continue
+            if row.state == "open":  # the pause is over: let one probe through
+                conn.execute(
+                    update(outbox_destination)
+                    .where(outbox_destination.c.destination == row.destination)
+                    .values(state="half-open")
+                )
+            allowance[row.destination] = 1 - int(inflight.get(row.destination, 0))
+        for destination, ramp in ramps:
+            allowance[destination] = int(ramp) - int(inflight.get(destination, 0))
+        return allowance
+
+    def _breaker_result(self, conn: Connection, destination: str, success: bool, now: int) -> None:
+        row = conn.execute(
+            select(outbox_destination).where(outbox_destination.c.destination == destination)
+        ).first()
+        if row is None:
+            if success:
+                return
+            conn.execute(
+                insert(outbox_destination).values(
+                    destination=destination, state="closed", consecutive_failures=0, opens=0
+                )
+            )
+            row = conn.execute(
+                select(outbox_destination).where(outbox_destination.c.destination == destination)
+            ).one()
+        values: dict[str, Any]
+        if success:
+            if row.state != "closed":
+                values = {
+                    "state": "closed",
+                    "consecutive_failures": 0,
+                    "opens": 0,
+                    "open_until_ms": None,
+                    "ramp": 1,
+                }
+            elif row.ramp is not None:
+                ramp = int(row.ramp) * 2
+                values = {
+                    "consecutive_failures": 0,
+                    "ramp": None if ramp >= self.breaker.ramp_limit else ramp,
+                }
+            elif row.consecutive_failures:
+                values = {"consecutive_failures": 0}
+            else:
+                return
+        else:
+            failures = int(row.consecutive_failures) + 1
+            values = {"consecutive_failures": failures}
+            if row.state == "half-open" or (row.state == "closed" and failures >= self.breaker.threshold):
+                opens = int(row.opens) + 1
+                values.update(
+                    state="open", opens=opens, open_until_ms=now + self.breaker.pause_ms(opens), ramp=None
+                )
+        conn.execute(
+            update(outbox_destination).where(outbox_destination.c.destination == destination).values(**values)
+        )
+
+    # -- during and after a call ----------------------------------------------------------------------------
+    def heartbeat(self, leases: Iterable[tuple[int, str]]) -> set[int]:
+        """Extend the leases still held; returns the ids whose lease was lost."""
+        leases = list(leases)
+        if not leases:
+            return set()
+        lost: set[int] = set()
+        now = self.clock()
+        with self.engine.begin() as conn:
+            for mid, token in leases:
+                result = conn.execute(
+                    update(m)
+                    .where(m.c.id == mid, m.c.status == "inflight", m.c.lease_token == token)
+                    .values(lease_expires_ms=now + self.lease_ms)
+                )
+                if result.rowcount != 1:
+                    lost.add(mid)
+        return lost
+
+    def complete(self, message: Claimed, outcome: Delivery, worker: str, started_ms: int) -> bool:
+        """Record the outcome of a call; False (and nothing changed) when the lease is no longer ours."""
+        now = self.clock()
+        fence = and_(m.c.id == message.id, m.c.status == "inflight", m.c.lease_token == message.lease_token)
+        with self.engine.begin() as conn:
+            if outcome.kind is Kind.SUCCESS:
+                result = conn.execute(
+                    update(m)
+                    .where(fence)
+                    .values(
+                        status="done",
+                        done_ms=now,
+                        lease_owner=None,
+                        lease_token=None,
+                        lease_expires_ms=None,
+                        last_error=None,
+                    )
+                )
+            elif outcome.kind is Kind.TRANSIENT and not (
+                reason := self.retry.give_up(message.attempts, message.created_ms, now)
+            ):
+                delay = self.retry.delay_ms(message.attempts, outcome.retry_after_ms)
+                result = conn.execute(
+                    update(m)
+                    .where(fence)
+                    .values(
+                        status="pending",
+                        next_attempt_ms=now + delay,
+                        lease_owner=None,
+                        lease_token=None,
+                        lease_expires_ms=None,
+                        last_error=outcome.detail[:500],
+                    )
+                )
+            else:
+                reason = (
+                    outcome.detail if outcome.kind is Kind.PERMANENT else f"{reason}; last: {outcome.detail}"
+                )
+                result = conn.execute(update(m).where(fence).values(last_error=outcome.detail[:500]))
+                if result.rowcount == 1:
+                    self._bury(conn, message.id, message.stream, message.seq, reason, now)
+            if result.rowcount != 1:
+                return False
+            self._log_attempt(
+                conn,
+                message.id,
+                message.attempts,
+                worker,
+                started_ms,
+                now,
+                outcome.kind.value,
+                outcome.http_status,
+                outcome.detail,
+            )
+            if outcome.kind is not Kind.PERMANENT:
+                self._breaker_result(conn, message.destination, outcome.kind is Kind.SUCCESS, now)
+        return True
+
+    def release(self, message: Claimed) -> bool:
+        """Give a claimed message back without an attempt (worker shutting down before the call)."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(m)
+                .where(m.c.id == message.id, m.c.status == "inflight", m.c.lease_token == message.lease_token)
+                .values(
+                    status="pending",
+                    lease_owner=None,
+                    lease_token=None,
+                    lease_expires_ms=None,
+                    attempts=m.c.attempts - 1,
+                )
+            )
+        return result.rowcount == 1
+
+    @staticmethod
+    def _log_attempt(
+        conn: Connection,
+        mid: int,
+        attempt: int,
+        worker: str,
+        started: int,
+        finished: int,
+        outcome: str,
+        http_status: int | None,
+        detail: str | None,
+    ) -> None:
+        conn.execute(
+            insert(outbox_attempt).values(
+                message_id=mid,
+                attempt=attempt,
+                worker=worker[:100],
+                started_ms=started,
+                finished_ms=finished,
+                outcome=outcome,
+                http_status=http_status,
+                detail=(detail or "")[:500] or None,
+            )
+        )
+
+    # -- operators ------------------------------------------------------------------------------------------
+    def _audit(
+        self, conn: Connection, actor: str, action: str, target: str, detail: str | None = None
+    ) -> None:
+        conn.execute(
+            insert(outbox_audit).values(
+                at_ms=self.clock(), actor=actor, action=action, target=target, detail=detail
+            )
+        )
+
+    def requeue(
+        self,
+        actor: str,
+        *,
+        message_id: int | None = None,
+        stream: str | None = None,
+        destination: str | None = None,
+    ) -> int:
+        """Put dead (or skipped) messages back in the queue, keeping their order; returns how many."""
+        now = self.clock()
+        with self.engine.begin() as conn:
+            query = select(m.c.id, m.c.stream, m.c.seq).where(m.c.status.in_(("dead", "skipped")))
+            if message_id is not None:
+                first = conn.execute(select(m.c.stream, m.c.seq).where(m.c.id == message_id)).first()
+                if first is None:
+                    raise LookupError(f"no message {message_id}")
+                # the message itself and the ones it blocked
+                query = query.where(
+                    (m.c.id == message_id)
+                    | and_(m.c.stream == first.stream, m.c.seq > first.seq, m.c.dead_reason.like("blocked:%"))
+                )
+            if stream is not None:
+                query = query.where(m.c.stream == stream)
+            if destination is not None:
+                query = query.where(m.c.destination == destination, m.c.status == "dead")
+            ids = [int(r.id) for r in conn.execute(query).all()]
+            if ids:
+                conn.execute(
+                    update(m)
+                    .where(m.c.id.in_(ids))
+                    .values(
+                        status="pending",
+                        next_attempt_ms=now,
+                        dead_reason=None,
+                        lease_expiries=0,
+                        done_ms=None,
+                    )
+                )
+                if destination is not None:
+                    conn.execute(
+                        delete(outbox_destination).where(outbox_destination.c.destination == destination)
+                    )
+            target = (
+                f"message {message_id}"
+                if message_id
+                else f"case {stream}"
+                if stream
+                else f"destination {destination}"
+            )
+            self._audit(conn, actor, "retry", target, f"{len(ids)} message(s)")
+        return len(ids)
+
+    def skip(self, actor: str, message_id: int, reason: str = "") -> None:
+        """Give up on a message for good; the messages it blocked go on."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(m.c.stream, m.c.seq, m.c.status).where(m.c.id == message_id)).first()
+            if row is None:
+                raise LookupError(f"no message {message_id}")
+            if row.status not in ("pending", "dead"):
+                raise ValueError(
+                    f"message {message_id} is {row.status}; only pending or dead messages can be skipped"
+                )
+            conn.execute(
+                update(m)
+                .where(m.c.id == message_id)
+                .values(status="skipped", done_ms=self.clock(), dead_reason=reason or "skipped by operator")
+            )
+            conn.execute(
+                update(m)
+                .where(
+                    m.c.stream == row.stream,
+                    m.c.seq > row.seq,
+                    m.c.status == "dead",
+                    m.c.dead_reason == f"blocked: message {message_id} of this case is dead",
+                )
+                .values(status="pending", dead_reason=None, next_attempt_ms=self.clock(), done_ms=None)
+            )
+            self._audit(conn, actor, "skip", f"message {message_id}", reason or None)
+
+    def purge(self, actor: str, older_than_ms: int) -> int:
+        cutoff = self.clock() - older_than_ms
+        with self.engine.begin() as conn:
+            ids = select(m.c.id).where(m.c.status == "done", m.c.done_ms < cutoff).scalar_subquery()
+            conn.execute(delete(outbox_attempt).where(outbox_attempt.c.message_id.in_(ids)))
+            count = conn.execute(delete(m).where(m.c.status == "done", m.c.done_ms < cutoff)).rowcount
+            self._audit(conn, actor, "purge", f"done before {cutoff}", f"{count} message(s)")
+        return int(count)
+
+    def status(self) -> dict[str, Any]:
+        now = self.clock()
+        with self.engine.connect() as conn:
+            counts = conn.execute(
+                select(m.c.destination, m.c.status, func.count()).group_by(m.c.destination, m.c.status)
+            ).all()
+            oldest = conn.execute(select(func.min(m.c.created_ms)).where(m.c.status == "pending")).scalar()
+            breakers = conn.execute(
+                select(outbox_destination).where(outbox_destination.c.state != "closed")
+            ).all()
+        by_destination: dict[str, dict[str, int]] = {}
+        totals: dict[str, int] = {}
+        for destination, status, count in counts:
+            by_destination.setdefault(destination, {})[status] = int(count)
+            totals[status] = totals.get(status, 0) + int(count)
+        return {
+            "totals": totals,
+            "destinations": by_destination,
+            "oldestPendingSeconds": None if oldest is None else round((now - int(oldest)) / 1000, 1),
+            "breakers": [
+                {
+                    "destination": b.destination,
+                    "state": b.state,
+                    "failures": b.consecutive_failures,
+                    "openForSeconds": max(0, round(((b.open_until_ms or now) - now) / 1000, 1)),
+                }
+                for b in breakers
+            ],
+        }

@@ -1,0 +1,159 @@
+"""Delivery workers: claim due messages, call their endpoints on a thread pool, record each outcome.
+
+Any number of worker processes (on any number of machines sharing PostgreSQL) can run side by side: the
+database decides who holds which message. A heartbeat keeps the leases of running calls alive; a worker
+that stops (SIGTERM) claims nothing more, waits for its calls up to the longest read timeout plus 2 s, and
+gives back what it could not finish, so another worker continues without waiting for a lease to expire.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+from outbox.policy import Delivery, Kind
+from outbox.store import Claimed, OutboxStore
+from outbox.transport import EndpointSpec, SoapTransport
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("outbox.worker")
+
+
+class Worker:
+    def __init__(
+        self,
+        store: OutboxStore,
+        endpoints: Callable[[str], EndpointSpec | None],
+        transport: SoapTransport,
+        *,
+        threads: int = 8,
+        poll_ms: int = 100,
+        owner: str | None = None,
+    ) -> None:
+        self.store = store
+        self.endpoints = endpoints
+        self.transport = transport
+        self.threads = threads
+        self.poll_ms = poll_ms
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        self._inflight: dict[int, Claimed] = {}
+        self._lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.delivered = 0
+
+    # -- one message ----------------------------------------------------------------------------------------
+    def process(self, message: Claimed) -> None:
+        started = self.store.clock()
+        endpoint = self.endpoints(message.destination)
+        if endpoint is None:
+            outcome = Delivery(
+                Kind.TRANSIENT, f"endpoint {message.destination} is not in the routing catalogue"
+            )
+        else:
+            outcome = self.transport.deliver(endpoint, message)
+        try:
+            accepted = self.store.complete(message, outcome, self.owner, started)
+        except Exception:
+            log.exception("could not record a delivery outcome", extra={"fields": {"message": message.id}})
+            accepted = False
+        finally:
+            with self._lock:
+                self._inflight.pop(message.id, None)
+        fields = {
+            "message": message.id,
+            "case": message.stream,
+            "seq": message.seq,
+            "destination": message.destination,
+            "attempt": message.attempts,
+            "outcome": outcome.kind.value,
+            "detail": outcome.detail,
+            "ms": self.store.clock() - started,
+        }
+        if not accepted:
+            log.warning("outcome refused: lease lost", extra={"fields": fields})
+            return
+        if outcome.kind is Kind.SUCCESS:
+            self.delivered += 1
+        log.info("delivery", extra={"fields": fields})
+
+    def drain_once(self) -> int:
+        """Claim and deliver one batch in the calling thread (tests, benchmarks)."""
+        claimed = self.store.claim(self.owner, self.threads)
+        for message in claimed:
+            with self._lock:
+                self._inflight[message.id] = message
+            self.process(message)
+        return len(claimed)
+
+    # -- the loop -------------------------------------------------------------------------------------------
+    def _heartbeat(self) -> None:
+        interval = self.store.lease_ms / 3000
+        while not self.stop_event.wait(interval):
+            with self._lock:
+                leases = [(m.id, m.lease_token) for m in self._inflight.values()]
+            try:
+                lost = self.store.heartbeat(leases)
+            except Exception:  # noqa: BLE001 - the next beat tries again
+                log.warning("heartbeat failed")
+                continue
+            if lost:
+                log.warning("leases lost", extra={"fields": {"messages": sorted(lost)}})
+
+    def run(self) -> None:
+        """Deliver until ``stop_event`` is set, then finish or give back what is in flight."""
+        beat = threading.Thread(target=self._heartbeat, name="outbox-heartbeat", daemon=True)
+        beat.start()
+        pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="outbox-call")
+        futures: set[Future[None]] = set()
+        log.info("outbox worker started", extra={"fields": {"owner": self.owner, "threads": self.threads}})
+        try:
+            while not self.stop_event.is_set():
+                futures = {f for f in futures if not f.done()}
+                free = self.threads - len(futures)
+                claimed: list[Claimed] = []
+                if free > 0:
+                    try:
+                        claimed = self.store.claim(self.owner, free)
+                    except Exception:  # noqa: BLE001 - database trouble: wait and try again
+                        log.warning("claim failed; retrying", exc_info=False)
+                        self.stop_event.wait(1.0)
+                        continue
+                for message in claimed:
+                    with self._lock:
+                        self._inflight[message.id] = message
+                    futures.add(pool.submit(self.process, message))
+                if not claimed:
+                    if futures and free <= 0:
+                        wait(futures, timeout=self.poll_ms / 1000, return_when=FIRST_COMPLETED)
+                    else:
+                        self.stop_event.wait(self.poll_ms / 1000)
+        finally:
+            self._shutdown(pool, futures)
+
+    def _shutdown(self, pool: ThreadPoolExecutor, futures: set[Future[None]]) -> None:
+        with self._lock:
+            longest = max((self._timeout_of(m) for m in self._inflight.values()), default=0.0)
+        deadline = time.monotonic() + longest + 2.0
+        pending = {f for f in futures if not f.done()}
+        if pending:
+            wait(pending, timeout=max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            left = list(self._inflight.values())
+        for message in left:
+            try:
+                self.store.release(message)
+            except Exception:  # noqa: BLE001 - its lease will expire instead
+                log.warning("could not release message", extra={"fields": {"message": message.id}})
+        pool.shutdown(wait=False, cancel_futures=True)
+        self.transport.close()
+        log.info("outbox worker stopped", extra={"fields": {"owner": self.owner, "released": len(left)}})
+
+    def _timeout_of(self, message: Claimed) -> float:
+        endpoint = self.endpoints(message.destination)
+        return (endpoint.connect_timeout + endpoint.read_timeout) if endpoint else 0.0
