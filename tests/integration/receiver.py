@@ -59,7 +59,8 @@ def _response(operation: str, code: str = "OK") -> bytes:
     error = "<core:errorCode>APPLICATION_ERROR</core:errorCode>" if code == "ERROR" else ""
     return (
         f'<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="{SOAP}"><soap:Body>'
-        f'<{operation}Response xmlns="{ns}" xmlns:core="{CORE}"><result><core:resultCode>{code}</core:resultCode>'
+        f'<{operation}Response xmlns="{ns}" xmlns:core="{CORE}">'
+        f"<result><core:resultCode>{code}</core:resultCode>"
         f"{error}<core:logId>00000000-0000-4000-8000-000000000000</core:logId></result>"
         f"</{operation}Response></soap:Body></soap:Envelope>"
     ).encode()
@@ -153,7 +154,8 @@ class Server(ThreadingHTTPServer):
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS arrival (id INTEGER PRIMARY KEY, at_ms INTEGER, operation TEXT, "
-            "case_id TEXT, sequence INTEGER, idempotency_key TEXT, correlation_id TEXT, original_consumer TEXT, "
+            "case_id TEXT, sequence INTEGER, idempotency_key TEXT, correlation_id TEXT, "
+            "original_consumer TEXT, "
             "logical_address TEXT, client_hsa_id TEXT, soap_action TEXT, mode TEXT, body BLOB)"
         )
         self.lock = threading.Lock()
