@@ -71,13 +71,15 @@ SENSITIVE = (
 )
 MAX_SECONDS = 10.0
 
-# The addresses the corpus uses: every case-desk address is routed and open to the caller, except NO_ROUTE
-# (permitted, no route: VP004) and NO_ACCESS (routed, no permission: VP007). UpdateCase is permitted
-# everywhere but routed only at 1177's case service, so an UpdateCase elsewhere is VP004.
+# The addresses the corpus uses: every unit is routed and open to the caller, except NO_ROUTE (permitted,
+# no route: VP004) and NO_ACCESS (routed, no permission: VP007). Units route to an endpoint of the caller's
+# own system, so the caller may also answer those cases; OTHER_UNIT is handled in the case desk (only the
+# desk may answer). UpdateCase is permitted everywhere but routed only at 1177's case service.
 UNIT, OTHER_UNIT, BOARD = "SE2321000016-7Q6X", "SE2321000016-9Z9Z", "SE2321000016-PN01"
 CASE_SERVICE, NO_ROUTE, NO_ACCESS = "SE5565594230-CAF1", "SE2321000016-NORT", "SE2321000016-NOAC"
 CATALOGUE = {
     "components": [{"hsa_id": CALLER, "description": "1177 (the caller in every test)"}],
+    "endpoints": [{"name": "caller-system", "component": CALLER, "url": "https://localhost:9/never-called"}],
     "contracts": [
         {"namespace": registercase.NAMESPACE, "name": "RegisterCase"},
         {"namespace": updatecase.NAMESPACE, "name": "UpdateCase"},
@@ -85,9 +87,10 @@ CATALOGUE = {
     "addresses": [{"address": a} for a in (UNIT, OTHER_UNIT, BOARD, CASE_SERVICE, NO_ROUTE, NO_ACCESS)],
     "routes": [
         *(
-            {"contract": registercase.NAMESPACE, "address": a, "target": "internal"}
-            for a in (UNIT, OTHER_UNIT, BOARD, NO_ACCESS)
+            {"contract": registercase.NAMESPACE, "address": a, "target": "caller-system"}
+            for a in (UNIT, BOARD, NO_ACCESS)
         ),
+        {"contract": registercase.NAMESPACE, "address": OTHER_UNIT, "target": "internal"},
         {"contract": updatecase.NAMESPACE, "address": CASE_SERVICE, "target": "internal"},
     ],
     "permissions": [
@@ -333,7 +336,13 @@ def test_hostile_request(
         _check_result(data, expect)
 
     added = expect.get("inbox_rows_added", 1 if expect.get("resultCode") == "OK" else 0)
-    assert _row_counts(engine) == {**before, "inbox_message": before["inbox_message"] + added}
+    after = _row_counts(engine)
+    assert after["inbox_message"] == before["inbox_message"] + added
+    if added == 0:
+        assert after == before  # refused or a repeat: nothing anywhere
+    else:  # accepted: only the inbox, the case record and the outbox grow
+        grown = {table for table in after if after[table] != before[table]}
+        assert grown <= {"inbox_message", "case_record", "outbox_message"}
 
 
 def test_manifest_matches_folder() -> None:
