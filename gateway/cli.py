@@ -16,6 +16,7 @@ from typing import Any
 
 from gateway.config import Config, load_config, validate
 from gateway.errors import GatewayError
+from gateway.outbox_cli import add_outbox_parser
 from gateway.routes_cli import add_routes_parser
 from routing.errors import RoutingError
 
@@ -198,6 +199,20 @@ def _run_routes(args: argparse.Namespace, func: Any) -> int:
         store.engine.dispose()
 
 
+def _run_outbox(args: argparse.Namespace, func: Any) -> int:
+    from gateway import migrate
+    from gateway.delivery import build_store
+
+    config = _config(args)
+    store = build_store(config)
+    try:
+        migrate.upgrade(store.engine)
+        code: int = func(args, store)
+        return code
+    finally:
+        store.engine.dispose()
+
+
 # -- parser -----------------------------------------------------------------------------------------------
 def _client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="base URL of the gateway (default: server.public_url)")
@@ -251,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_certs)
 
     add_routes_parser(sub, _run_routes)
+    add_outbox_parser(sub, _run_outbox)
 
     p = sub.add_parser("ping", help="call PingForConfiguration (zeep client)")
     p.add_argument("--contract-namespace", help="serviceContractNamespace to ask about")

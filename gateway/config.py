@@ -117,6 +117,8 @@ class OutboxConfig:
     client_key: Path | None = field(default=None, repr=False)
     #: CA bundle for receivers' server certificates (default: tls.trust_store)
     trust_store: Path | None = None
+    #: fault injection for crash tests only, e.g. "kill-before-send=CASE-1,CASE-2;kill-after-send=CASE-3"
+    failpoints: str = ""
 
 
 @dataclass(frozen=True)

@@ -80,8 +80,22 @@ def build_worker(config: Config, *, threads: int | None = None) -> tuple[Worker,
     ob = config.outbox
     identity = ClientIdentity(ob.client_certificate, ob.client_key, ob.trust_store or config.tls.trust_store)
     actions = {c.operation: c.soap_action for c in load_registry().contracts()}
+    failpoints: dict[str, set[str]] = {}
+    for part in filter(None, ob.failpoints.split(";")):
+        name, _, cases = part.partition("=")
+        failpoints[name.strip()] = {c.strip() for c in cases.split(",") if c.strip()}
+    if failpoints:
+        log.warning(
+            "fault injection enabled: this worker will kill itself",
+            extra={"fields": {"at": sorted(failpoints)}},
+        )
     worker = Worker(
-        store, endpoints, SoapTransport(identity, actions), threads=threads or ob.threads, poll_ms=ob.poll_ms
+        store,
+        endpoints,
+        SoapTransport(identity, actions),
+        threads=threads or ob.threads,
+        poll_ms=ob.poll_ms,
+        failpoints=failpoints,
     )
     return worker, routing
 

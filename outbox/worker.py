@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -35,6 +36,7 @@ class Worker:
         threads: int = 8,
         poll_ms: int = 100,
         owner: str | None = None,
+        failpoints: dict[str, set[str]] | None = None,
     ) -> None:
         self.store = store
         self.endpoints = endpoints
@@ -46,6 +48,8 @@ class Worker:
         self._lock = threading.Lock()
         self.stop_event = threading.Event()
         self.delivered = 0
+        # Fault injection for the crash tests only: {"kill-before-send" | "kill-after-send": {case ids}}.
+        self.failpoints = failpoints or {}
 
     # -- one message ----------------------------------------------------------------------------------------
     def process(self, message: Claimed) -> None:
@@ -56,7 +60,9 @@ class Worker:
                 Kind.TRANSIENT, f"endpoint {message.destination} is not in the routing catalogue"
             )
         else:
+            self._failpoint("kill-before-send", message)
             outcome = self.transport.deliver(endpoint, message)
+            self._failpoint("kill-after-send", message)
         try:
             accepted = self.store.complete(message, outcome, self.owner, started)
         except Exception:
@@ -81,6 +87,13 @@ class Worker:
         if outcome.kind is Kind.SUCCESS:
             self.delivered += 1
         log.info("delivery", extra={"fields": fields})
+
+    def _failpoint(self, name: str, message: Claimed) -> None:
+        if message.stream in self.failpoints.get(name, ()):
+            log.warning(
+                "failpoint: killing this worker", extra={"fields": {"failpoint": name, "message": message.id}}
+            )
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def drain_once(self) -> int:
         """Claim and deliver one batch in the calling thread (tests, benchmarks)."""
