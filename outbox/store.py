@@ -95,6 +95,7 @@ class Claimed:
     attempts: int
     created_ms: int
     lease_token: str
+    lease_expiries: int = 0
 
 
 def enqueue(conn: Connection, message: NewMessage, at_ms: int) -> int:
@@ -148,7 +149,7 @@ class OutboxStore:
             )
         )
         query = (
-            select(m.c.id, m.c.destination)
+            select(m.c.id, m.c.destination, m.c.lease_expiries)
             .where(m.c.status == "pending", m.c.next_attempt_ms <= now, head)
             .order_by(m.c.next_attempt_ms, m.c.id)
             .limit(limit)
@@ -160,8 +161,13 @@ class OutboxStore:
             query = query.with_for_update(skip_locked=True, of=m)
         return query
 
-    def claim(self, owner: str, limit: int) -> list[Claimed]:
-        """Lease up to ``limit`` messages to ``owner``; attempts are counted here, before the call."""
+    def claim(self, owner: str, limit: int, *, suspects: bool = True) -> list[Claimed]:
+        """Lease up to ``limit`` messages to ``owner``; attempts are counted here, before the call.
+
+        A message whose lease expired before may be what killed its worker. Such a suspect is claimed only
+        alone (``suspects`` says the caller has nothing else in flight), so a poison message cannot take
+        innocent messages of the same batch down with it, again and again, into the dead letters.
+        """
         if limit <= 0:
             return []
         now = self.clock()
@@ -173,6 +179,11 @@ class OutboxStore:
                 rows = conn.execute(self.claim_query(now, limit * 2, blocked)).all()
                 chosen: list[int] = []
                 for row in rows:
+                    if row.lease_expiries:
+                        if suspects and not chosen:
+                            chosen.append(int(row.id))
+                            break
+                        continue
                     left = allowance.get(row.destination)
                     if left is not None:
                         if left <= 0:
@@ -218,6 +229,7 @@ class OutboxStore:
                 attempts=int(r.attempts),
                 created_ms=int(r.created_ms),
                 lease_token=r.lease_token,
+                lease_expiries=int(r.lease_expiries),
             )
             for r in claimed
             if r.lease_token == tokens.get(int(r.id))

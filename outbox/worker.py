@@ -97,7 +97,7 @@ class Worker:
 
     def drain_once(self) -> int:
         """Claim and deliver one batch in the calling thread (tests, benchmarks)."""
-        claimed = self.store.claim(self.owner, self.threads)
+        claimed = self.store.claim(self.owner, self.threads, suspects=True)
         for message in claimed:
             with self._lock:
                 self._inflight[message.id] = message
@@ -128,11 +128,13 @@ class Worker:
         try:
             while not self.stop_event.is_set():
                 futures = {f for f in futures if not f.done()}
-                free = self.threads - len(futures)
+                with self._lock:
+                    suspect_running = any(m.lease_expiries for m in self._inflight.values())
+                free = 0 if suspect_running else self.threads - len(futures)
                 claimed: list[Claimed] = []
                 if free > 0:
                     try:
-                        claimed = self.store.claim(self.owner, free)
+                        claimed = self.store.claim(self.owner, free, suspects=not futures)
                     except Exception:  # noqa: BLE001 - database trouble: wait and try again
                         log.warning("claim failed; retrying", exc_info=False)
                         self.stop_event.wait(1.0)

@@ -91,12 +91,37 @@ class Handler(BaseHTTPRequestHandler):
         operation = etree.QName(payload).localname
         case_id = payload.findtext("{*}caseId") or ""
         sequence = int(payload.findtext("{*}sequenceNumber") or 0)
+        mode, data = self.server.modes.pick(case_id)
+        key = self.headers.get("x-caf-idempotency-key") or ""
+        with self.server.lock:
+            calls = self.server.active.setdefault(case_id, [])
+            calls.append(key)
+            # distinct messages of this case in progress (a message resent after a lost lease may overlap
+            # with its own first call; two different messages of one case must never overlap)
+            active = len(set(calls))
+        try:
+            self._answer(body, root, payload, operation, case_id, sequence, mode, data, active)
+        finally:
+            with self.server.lock:
+                self.server.active[case_id].remove(key)
+
+    def _answer(
+        self,
+        body: bytes,
+        root: Any,
+        payload: Any,
+        operation: str,
+        case_id: str,
+        sequence: int,
+        mode: str,
+        data: dict[str, Any],
+        active: int,
+    ) -> None:
         peer = self.connection.getpeercert(binary_form=True)
         serial = x509.load_der_x509_certificate(peer).subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
-        mode, data = self.server.modes.pick(case_id)
         self.server.record(
             (
-                int(time.time() * 1000),
+                time.time_ns() // 1000,
                 operation,
                 case_id,
                 sequence,
@@ -107,9 +132,13 @@ class Handler(BaseHTTPRequestHandler):
                 str(serial[0].value) if serial else None,
                 self.headers.get("SOAPAction"),
                 mode,
+                active,
                 body,
             )
         )
+        if mode.startswith("slow:"):
+            time.sleep(int(mode.split(":")[1]) / 1000)
+            mode = "ok"
         if data.get("delay_ms"):
             time.sleep(int(data["delay_ms"]) / 1000)
         if mode == "hang":
@@ -153,12 +182,14 @@ class Server(ThreadingHTTPServer):
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute(
-            "CREATE TABLE IF NOT EXISTS arrival (id INTEGER PRIMARY KEY, at_ms INTEGER, operation TEXT, "
+            "CREATE TABLE IF NOT EXISTS arrival (id INTEGER PRIMARY KEY, at_us INTEGER, operation TEXT, "
             "case_id TEXT, sequence INTEGER, idempotency_key TEXT, correlation_id TEXT, "
             "original_consumer TEXT, "
-            "logical_address TEXT, client_hsa_id TEXT, soap_action TEXT, mode TEXT, body BLOB)"
+            "logical_address TEXT, client_hsa_id TEXT, soap_action TEXT, mode TEXT, concurrent INTEGER, "
+            "body BLOB)"
         )
         self.lock = threading.Lock()
+        self.active: dict[str, list[str]] = {}
 
     def get_request(self) -> tuple[Any, Any]:
         sock, address = super().get_request()
@@ -167,9 +198,9 @@ class Server(ThreadingHTTPServer):
     def record(self, row: tuple[Any, ...]) -> None:
         with self.lock:
             self.db.execute(
-                "INSERT INTO arrival (at_ms, operation, case_id, sequence, idempotency_key, correlation_id, "
-                "original_consumer, logical_address, client_hsa_id, soap_action, mode, body) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO arrival (at_us, operation, case_id, sequence, idempotency_key, correlation_id, "
+                "original_consumer, logical_address, client_hsa_id, soap_action, mode, concurrent, body) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 row,
             )
 
