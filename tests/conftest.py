@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from gateway.certs import ExamplePki, generate_example_pki
 
@@ -26,7 +27,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> ExamplePki:
 def _postgres_schema_url(base: str) -> Iterator[str]:
     """A throw-away schema in the test database, selected through the connection's search_path."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    # NullPool: a fresh connection for the drop, even if a test restarted the server meanwhile
+    admin = create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     with admin.connect() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
