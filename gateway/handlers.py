@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from lxml import etree
+from sqlalchemy import func, select
 
 from contracts import ping as ping_contract
 from contracts import registercase, updatecase
@@ -28,6 +29,7 @@ from gateway.db import ping as db_ping
 from gateway.errors import AmbiguousRouteError, InvalidRequestError, NoRouteError, NotAuthorisedError
 from gateway.flow import CaseFlow, Redirect
 from gateway.inbox import Inbox, InboxMessage, Outcome
+from outbox.schema import outbox_message
 from routing import AccessDenied, AmbiguousRoute, Decision, NoRouteFound, RoutingHolder
 
 __all__ = ["Handlers", "RequestContext"]
@@ -323,6 +325,16 @@ class Handlers:
         """The consumer named to the receiver: the original one behind a platform, else the caller."""
         return ctx.original_consumer or ctx.consumer
 
+    def _backlog(self) -> str:
+        """Messages waiting for delivery (pending or in flight): one count on a partial index."""
+        with self.inbox.engine.connect() as conn:
+            count = conn.execute(
+                select(func.count())
+                .select_from(outbox_message)
+                .where(outbox_message.c.status.in_(("pending", "inflight")))
+            ).scalar_one()
+        return str(count)
+
     # -- PingForConfiguration -----------------------------------------------------------------------------
     def ping(self, ctx: RequestContext) -> etree._Element:
         req = ping_contract.parse(ctx.payload)
@@ -337,6 +349,6 @@ class Handlers:
             ("routingHash", self.routing.table.content_hash[:12] or "none"),
             ("routingSource", self.routing.source),
             ("process", str(os.getpid())),
-            ("outboxBacklog", "n/a"),
+            ("outboxBacklog", self._backlog() if database_ok else "unknown"),
         ]
         return ping_contract.build_response(self.version, self.now().strftime("%Y%m%d%H%M%S"), configuration)

@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from gateway import __version__, migrate
 from gateway.config import Config
 from gateway.db import make_engine, ping
+from outbox import OutboxStore
 from routing import CatalogueStore
 
 __all__ = ["OpsApp", "serve_ops"]
@@ -69,6 +70,12 @@ class OpsApp:
             return {"version": None, "hash": None, "error": "database unreachable"}
         return {"version": active[0] if active else None, "hash": active[1] if active else None}
 
+    def outbox_status(self) -> dict[str, Any]:
+        try:
+            return OutboxStore(self.engine).status()
+        except Exception:  # noqa: BLE001 - status must answer even when the database does not
+            return {"error": "database unreachable"}
+
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == "/health/live":
@@ -83,6 +90,7 @@ class OpsApp:
                 "uptimeSeconds": round(time.time() - self.started),
                 "publicUrl": self.config.server.public_url,
                 "routing": self.routing_version(),
+                "outbox": self.outbox_status(),
                 **state,
             }
             return _json(start_response, "200 OK", body)

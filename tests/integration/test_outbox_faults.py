@@ -182,3 +182,21 @@ def test_postgres_restart_under_load(system_factory: Any, db_url: str) -> None:
     system.wait_settled(len(cases), timeout=90)
     result = check_invariants(system.db_url, [system.region])
     assert result["done"] == len(cases)
+
+
+def test_sigterm_lets_the_running_call_finish(system_factory: Any) -> None:
+    system: DeliverySystem = system_factory()
+    assert system.region is not None
+    system.region.set_mode(mode="ok", by_case={"T-1": "slow:2000"})
+    system.submit("T-1")
+    worker = system.worker()
+    while not _arrivals_of(system, "T-1"):
+        time.sleep(0.02)
+    stopped = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    assert worker.process is not None
+    worker.process.wait(timeout=15)
+    # the catalogue's read timeout is 5 s: the worker must be gone within that plus 2 s
+    assert time.monotonic() - stopped < 7.5
+    assert system.counts() == {"done": 1}  # finished and acknowledged, not abandoned
+    assert len(_arrivals_of(system, "T-1")) == 1
