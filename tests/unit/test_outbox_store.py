@@ -198,7 +198,7 @@ def test_breaker_pauses_a_destination_then_probes_and_ramps(engine: Engine, cloc
 
 
 def test_outage_of_ten_minutes_uses_few_attempts_and_loses_nothing(engine: Engine, clock: Clock) -> None:
-    """A receiver down for 10 simulated minutes: the breaker holds messages back instead of burning attempts."""
+    """A receiver down for 10 simulated minutes: the breaker holds messages back, attempts are not burnt."""
     store = make_store(engine, clock)
     ids = [mid for i in range(30) for mid in put(engine, clock, f"case-{i}", 2)]
     outage_ends = clock.now + 10 * 60 * 1000
