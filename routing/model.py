@@ -80,6 +80,15 @@ class _Entity:
     key_fields: ClassVar[tuple[str, ...]] = ()
     instant_fields: ClassVar[tuple[str, ...]] = ()
 
+    def __post_init__(self) -> None:
+        # Instants are kept in UTC whatever zone they were given in, so keys, hashes and storage agree.
+        for name in self.instant_fields:
+            value = getattr(self, name)
+            if isinstance(value, datetime):
+                if value.tzinfo is None:
+                    raise CatalogueError(f"{name}: instant needs a time zone")
+                object.__setattr__(self, name, value.astimezone(UTC))
+
     def key(self) -> tuple[str, ...]:
         return tuple(str(getattr(self, name)) for name in self.key_fields)
 
@@ -249,7 +258,12 @@ class Catalogue:
             if not isinstance(items, list):
                 raise CatalogueError(f"catalogue: section {name!r} must be a list")
             sections[name] = tuple(entity.from_dict(item, f"{name}[{i}]") for i, item in enumerate(items))
-        return cls(**sections).normalised()
+        catalogue = cls(**sections).normalised()
+        try:
+            catalogue.canonical_json().encode()
+        except UnicodeEncodeError:
+            raise CatalogueError("catalogue: text that is not valid Unicode (a lone surrogate)") from None
+        return catalogue
 
     def canonical_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"

@@ -164,8 +164,9 @@ class Diff:
 
 
 def _utc(value: Any) -> Any:
-    if isinstance(value, datetime) and value.tzinfo is None:  # SQLite returns naive instants
-        return value.replace(tzinfo=UTC)
+    """Instants from the database as UTC: SQLite returns them naive, PostgreSQL in the session's zone."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return value
 
 
@@ -244,7 +245,9 @@ class CatalogueStore:
             existing = conn.execute(select(table).where(*self._where_key(section, entity))).first()
             if existing is not None and not replace:
                 raise CatalogueError(f"{_label(section, entity)} already exists in the draft")
-            before = _row_dict(section, existing) if existing is not None else None
+            before = (
+                SECTIONS[section](**_row_dict(section, existing)).to_dict() if existing is not None else None
+            )
             if existing is not None:
                 conn.execute(delete(table).where(*self._where_key(section, entity)))
             conn.execute(insert(table).values(**_entity_values(entity)))
@@ -257,9 +260,8 @@ class CatalogueStore:
             if existing is None:
                 raise CatalogueError(f"{_label(section, entity)} is not in the draft")
             conn.execute(delete(table).where(*self._where_key(section, entity)))
-            self._audit(
-                conn, actor, "remove", section, "/".join(entity.key()), _row_dict(section, existing), None
-            )
+            before = SECTIONS[section](**_row_dict(section, existing)).to_dict()
+            self._audit(conn, actor, "remove", section, "/".join(entity.key()), before, None)
 
     def replace_draft(self, catalogue: Catalogue, actor: str, action: str = "import") -> Diff:
         """Make the draft equal ``catalogue`` (import, rollback), auditing each entity that changes."""
