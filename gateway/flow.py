@@ -25,6 +25,9 @@ from routing.errors import DecisionError
 __all__ = ["CaseFlow", "Redirect"]
 
 
+_INSERT_CASE = insert(case_record)
+
+
 def _payload_bytes(payload: etree._Element) -> bytes:
     return bytes(etree.tostring(payload, encoding="UTF-8", xml_declaration=False))
 
@@ -62,30 +65,33 @@ class CaseFlow:
             submitted = local(req.submitted_at)
             incident = req.incident
             conn.execute(
-                insert(case_record).values(
-                    case_id=req.case_id,
-                    category=req.case_category,
-                    recipient_type=req.recipient_type,
-                    recipient_unit=req.recipient_unit.unit_id,
-                    concerned_unit=incident.concerned_unit.unit_id if incident.concerned_unit else None,
-                    handling_unit=req.recipient_unit.unit_id,
-                    subject_age=age_at(req.subject_person_id, submitted.date()),
-                    subject_gender=req.subject_gender.code if req.subject_gender else None,
-                    main_problem=incident.main_problem.code if incident.main_problem else None,
-                    sub_problem=incident.sub_problem.code if incident.sub_problem else None,
-                    experienced_problem=incident.experienced_problem.code
-                    if incident.experienced_problem
-                    else None,
-                    business_area=incident.business_area.code if incident.business_area else None,
-                    event_date=datetime.strptime(incident.event_date, "%Y%m%d").date(),
-                    submitted_at=submitted,
-                    received_at=now,
-                    status="REGISTERED",
-                    route_target=decision.target,
-                    receiving_system=_receiver(decision),
-                    routing_version=self.routing.table.version,
-                    updated_at=now,
-                )
+                _INSERT_CASE,
+                {
+                    "case_id": req.case_id,
+                    "category": req.case_category,
+                    "recipient_type": req.recipient_type,
+                    "recipient_unit": req.recipient_unit.unit_id,
+                    "concerned_unit": incident.concerned_unit.unit_id if incident.concerned_unit else None,
+                    "handling_unit": req.recipient_unit.unit_id,
+                    "subject_age": age_at(req.subject_person_id, submitted.date()),
+                    "subject_gender": req.subject_gender.code if req.subject_gender else None,
+                    "main_problem": incident.main_problem.code if incident.main_problem else None,
+                    "sub_problem": incident.sub_problem.code if incident.sub_problem else None,
+                    "experienced_problem": (
+                        incident.experienced_problem.code if incident.experienced_problem else None
+                    ),
+                    "business_area": incident.business_area.code if incident.business_area else None,
+                    "event_date": datetime.strptime(incident.event_date, "%Y%m%d").date(),
+                    "submitted_at": submitted,
+                    "received_at": now,
+                    "status": "REGISTERED",
+                    "route_target": decision.target,
+                    "receiving_system": _receiver(decision),
+                    "routing_version": self.routing.table.version,
+                    "updated_at": now,
+                    "closed_at": None,
+                    "last_sequence": None,
+                },
             )
             if not decision.internal:
                 enqueue(
@@ -101,6 +107,7 @@ class CaseFlow:
                         original_consumer=consumer,
                     ),
                     self.clock(),
+                    new_stream=True,  # the case record was created just above: its first message
                 )
 
         return then

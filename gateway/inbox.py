@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    bindparam,
     insert,
     select,
 )
@@ -61,6 +62,14 @@ inbox_message = Table(
     UniqueConstraint("operation", "idempotency_key"),
     Index(None, "case_id", "operation", "sequence_number"),
 )
+
+
+# Built once: SQLAlchemy then reuses the compiled statements (the request path runs them every time).
+_EXISTING = select(inbox_message.c.content_hash).where(
+    inbox_message.c.operation == bindparam("b_operation"),
+    inbox_message.c.idempotency_key == bindparam("b_key"),
+)
+_INSERT = insert(inbox_message)
 
 
 class Outcome(enum.Enum):
@@ -146,10 +155,7 @@ class Inbox:
         try:
             with self.engine.begin() as conn:
                 existing = conn.execute(
-                    select(inbox_message.c.content_hash).where(
-                        inbox_message.c.operation == message.operation,
-                        inbox_message.c.idempotency_key == message.idempotency_key,
-                    )
+                    _EXISTING, {"b_operation": message.operation, "b_key": message.idempotency_key}
                 ).scalar_one_or_none()
                 if existing is not None:
                     return Outcome.DUPLICATE if existing == digest else Outcome.CONFLICT
@@ -158,7 +164,7 @@ class Inbox:
                     if refused is not None:
                         conn.rollback()
                         return refused
-                key = conn.execute(insert(inbox_message).values(**row)).inserted_primary_key
+                key = conn.execute(_INSERT, row).inserted_primary_key
                 assert key is not None
                 if then is not None:
                     then(conn, int(key[0]))

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -28,8 +29,15 @@ log = logging.getLogger("gateway.server")
 
 
 class GatewayServer(BaseApplication):  # type: ignore[misc]
-    def __init__(self, config: Config) -> None:
+    """gunicorn configured from the gateway's configuration.
+
+    ``app_factory`` replaces the gateway application (benchmarks serve a baseline app with exactly the same
+    server and TLS settings); it is called in each worker after the fork.
+    """
+
+    def __init__(self, config: Config, app_factory: Callable[[Config], Any] | None = None) -> None:
         self.gateway_config = config
+        self.app_factory = app_factory
         super().__init__()
 
     def load_config(self) -> None:
@@ -72,6 +80,8 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
         from gateway.logs import configure_logging
 
         configure_logging(self.gateway_config.log.level, self.gateway_config.log.format)
+        if self.app_factory is not None:
+            return self.app_factory(self.gateway_config)
         return create_app(self.gateway_config)
 
 

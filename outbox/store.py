@@ -32,6 +32,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     delete,
     exists,
     func,
@@ -61,6 +62,41 @@ outbox_audit = Table(
     Column("action", String(32), nullable=False),
     Column("target", String(200), nullable=False),
     Column("detail", String(500), nullable=True),
+)
+
+
+_FENCE = and_(m.c.id == bindparam("b_id"), m.c.status == "inflight", m.c.lease_token == bindparam("b_token"))
+_DONE = (
+    update(m)
+    .where(_FENCE)
+    .values(
+        status="done",
+        done_ms=bindparam("b_now"),
+        lease_owner=None,
+        lease_token=None,
+        lease_expires_ms=None,
+        last_error=None,
+    )
+)
+_RETRY = (
+    update(m)
+    .where(_FENCE)
+    .values(
+        status="pending",
+        next_attempt_ms=bindparam("b_next"),
+        lease_owner=None,
+        lease_token=None,
+        lease_expires_ms=None,
+        last_error=bindparam("b_error"),
+    )
+)
+_INSERT = insert(m)
+_FAILED = update(m).where(_FENCE).values(last_error=bindparam("b_error"))
+_STREAM_STATE = select(func.max(m.c.seq), func.min(case((m.c.status == "dead", m.c.id)))).where(
+    m.c.stream == bindparam("b_stream")
+)
+_DESTINATION = select(outbox_destination).where(
+    outbox_destination.c.destination == bindparam("b_destination")
 )
 
 
@@ -98,28 +134,31 @@ class Claimed:
     lease_expiries: int = 0
 
 
-def enqueue(conn: Connection, message: NewMessage, at_ms: int) -> int:
-    """Add a message in the caller's transaction (the one that stores what it answers for)."""
-    last = conn.execute(select(func.max(m.c.seq)).where(m.c.stream == message.stream)).scalar_one_or_none()
-    blocker = conn.execute(
-        select(m.c.id).where(m.c.stream == message.stream, m.c.status == "dead").order_by(m.c.seq).limit(1)
-    ).scalar_one_or_none()
+def enqueue(conn: Connection, message: NewMessage, at_ms: int, *, new_stream: bool = False) -> int:
+    """Add a message in the caller's transaction (the one that stores what it answers for).
+
+    ``new_stream`` says the caller knows this is the first message of its case (saves a query).
+    """
+    last, blocker = (
+        (None, None) if new_stream else conn.execute(_STREAM_STATE, {"b_stream": message.stream}).one()
+    )
     result = conn.execute(
-        insert(m).values(
-            stream=message.stream,
-            seq=(last or 0) + 1,
-            idempotency_key=message.idempotency_key,
-            operation=message.operation,
-            destination=message.destination,
-            logical_address=message.logical_address,
-            payload=message.payload,
-            correlation_id=message.correlation_id,
-            original_consumer=message.original_consumer,
-            status="dead" if blocker is not None else "pending",
-            dead_reason=None if blocker is None else f"blocked: message {blocker} of this case is dead",
-            next_attempt_ms=at_ms,
-            created_ms=at_ms,
-        )
+        _INSERT,
+        {
+            "stream": message.stream,
+            "seq": (last or 0) + 1,
+            "idempotency_key": message.idempotency_key,
+            "operation": message.operation,
+            "destination": message.destination,
+            "logical_address": message.logical_address,
+            "payload": message.payload,
+            "correlation_id": message.correlation_id,
+            "original_consumer": message.original_consumer,
+            "status": "dead" if blocker is not None else "pending",
+            "dead_reason": None if blocker is None else f"blocked: message {blocker} of this case is dead",
+            "next_attempt_ms": at_ms,
+            "created_ms": at_ms,
+        },
     )
     key = result.inserted_primary_key
     assert key is not None
@@ -331,9 +370,7 @@ class OutboxStore:
         return allowance
 
     def _breaker_result(self, conn: Connection, destination: str, success: bool, now: int) -> None:
-        row = conn.execute(
-            select(outbox_destination).where(outbox_destination.c.destination == destination)
-        ).first()
+        row = conn.execute(_DESTINATION, {"b_destination": destination}).first()
         if row is None:
             if success:
                 return
@@ -398,61 +435,66 @@ class OutboxStore:
 
     def complete(self, message: Claimed, outcome: Delivery, worker: str, started_ms: int) -> bool:
         """Record the outcome of a call; False (and nothing changed) when the lease is no longer ours."""
+        return message.id in self.complete_many([(message, outcome, started_ms)], worker)
+
+    def complete_many(self, results: Iterable[tuple[Claimed, Delivery, int]], worker: str) -> set[int]:
+        """Record several outcomes in one transaction (one commit for a batch of acknowledgements).
+
+        Each update is fenced by the message's lease token; the ids whose outcome was recorded are returned.
+        """
         now = self.clock()
-        fence = and_(m.c.id == message.id, m.c.status == "inflight", m.c.lease_token == message.lease_token)
+        accepted: set[int] = set()
+        attempts: list[dict[str, Any]] = []
+        breaker: dict[str, list[bool]] = {}
         with self.engine.begin() as conn:
-            if outcome.kind is Kind.SUCCESS:
-                result = conn.execute(
-                    update(m)
-                    .where(fence)
-                    .values(
-                        status="done",
-                        done_ms=now,
-                        lease_owner=None,
-                        lease_token=None,
-                        lease_expires_ms=None,
-                        last_error=None,
+            for message, outcome, started_ms in results:
+                fence = {"b_id": message.id, "b_token": message.lease_token}
+                reason: str | None = None
+                if outcome.kind is Kind.SUCCESS:
+                    result = conn.execute(_DONE, {**fence, "b_now": now})
+                elif outcome.kind is Kind.TRANSIENT and not (
+                    reason := self.retry.give_up(message.attempts, message.created_ms, now)
+                ):
+                    delay = self.retry.delay_ms(message.attempts, outcome.retry_after_ms)
+                    result = conn.execute(
+                        _RETRY, {**fence, "b_next": now + delay, "b_error": outcome.detail[:500]}
                     )
-                )
-            elif outcome.kind is Kind.TRANSIENT and not (
-                reason := self.retry.give_up(message.attempts, message.created_ms, now)
-            ):
-                delay = self.retry.delay_ms(message.attempts, outcome.retry_after_ms)
-                result = conn.execute(
-                    update(m)
-                    .where(fence)
-                    .values(
-                        status="pending",
-                        next_attempt_ms=now + delay,
-                        lease_owner=None,
-                        lease_token=None,
-                        lease_expires_ms=None,
-                        last_error=outcome.detail[:500],
+                else:
+                    why = (
+                        outcome.detail
+                        if outcome.kind is Kind.PERMANENT
+                        else f"{reason}; last: {outcome.detail}"
                     )
+                    result = conn.execute(_FAILED, {**fence, "b_error": outcome.detail[:500]})
+                    if result.rowcount == 1:
+                        self._bury(conn, message.id, message.stream, message.seq, why, now)
+                if result.rowcount != 1:
+                    continue
+                accepted.add(message.id)
+                attempts.append(
+                    {
+                        "message_id": message.id,
+                        "attempt": message.attempts,
+                        "worker": worker[:100],
+                        "started_ms": started_ms,
+                        "finished_ms": now,
+                        "outcome": outcome.kind.value,
+                        "http_status": outcome.http_status,
+                        "detail": (outcome.detail or "")[:500] or None,
+                    }
                 )
-            else:
-                reason = (
-                    outcome.detail if outcome.kind is Kind.PERMANENT else f"{reason}; last: {outcome.detail}"
-                )
-                result = conn.execute(update(m).where(fence).values(last_error=outcome.detail[:500]))
-                if result.rowcount == 1:
-                    self._bury(conn, message.id, message.stream, message.seq, reason, now)
-            if result.rowcount != 1:
-                return False
-            self._log_attempt(
-                conn,
-                message.id,
-                message.attempts,
-                worker,
-                started_ms,
-                now,
-                outcome.kind.value,
-                outcome.http_status,
-                outcome.detail,
-            )
-            if outcome.kind is not Kind.PERMANENT:
-                self._breaker_result(conn, message.destination, outcome.kind is Kind.SUCCESS, now)
-        return True
+                if outcome.kind is not Kind.PERMANENT:
+                    breaker.setdefault(message.destination, []).append(outcome.kind is Kind.SUCCESS)
+            if attempts:
+                conn.execute(insert(outbox_attempt), attempts)
+            for destination, outcomes in breaker.items():
+                # failures one by one (they may open the breaker); a run of successes counts once
+                for success in outcomes:
+                    if not success:
+                        self._breaker_result(conn, destination, False, now)
+                if outcomes[-1]:
+                    self._breaker_result(conn, destination, True, now)
+        return accepted
 
     def release(self, message: Claimed) -> bool:
         """Give a claimed message back without an attempt (worker shutting down before the call)."""

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
 import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from outbox.policy import Delivery, Kind
 from outbox.store import Claimed, OutboxStore
@@ -45,6 +46,8 @@ class Worker:
         self.poll_ms = poll_ms
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         self._inflight: dict[int, Claimed] = {}
+        self._acks: queue.Queue[tuple[Claimed, Delivery, int] | None] = queue.Queue()
+        self._wake = threading.Event()  # set when a slot frees up
         self._lock = threading.Lock()
         self.stop_event = threading.Event()
         self.delivered = 0
@@ -52,41 +55,74 @@ class Worker:
         self.failpoints = failpoints or {}
 
     # -- one message ----------------------------------------------------------------------------------------
-    def process(self, message: Claimed) -> None:
+    def call(self, message: Claimed) -> tuple[Claimed, Delivery, int]:
         started = self.store.clock()
         endpoint = self.endpoints(message.destination)
         if endpoint is None:
-            outcome = Delivery(
-                Kind.TRANSIENT, f"endpoint {message.destination} is not in the routing catalogue"
+            return (
+                message,
+                Delivery(Kind.TRANSIENT, f"endpoint {message.destination} is not in the catalogue"),
+                started,
             )
-        else:
-            self._failpoint("kill-before-send", message)
-            outcome = self.transport.deliver(endpoint, message)
-            self._failpoint("kill-after-send", message)
+        self._failpoint("kill-before-send", message)
+        outcome = self.transport.deliver(endpoint, message)
+        self._failpoint("kill-after-send", message)
+        return message, outcome, started
+
+    def process(self, message: Claimed) -> None:
+        """Deliver one message and hand its outcome to the acknowledger."""
+        self._acks.put(self.call(message))
+
+    def record(self, results: list[tuple[Claimed, Delivery, int]]) -> None:
+        """Record outcomes in one transaction, then log them and forget the messages."""
         try:
-            accepted = self.store.complete(message, outcome, self.owner, started)
+            accepted = self.store.complete_many(results, self.owner)
         except Exception:
-            log.exception("could not record a delivery outcome", extra={"fields": {"message": message.id}})
-            accepted = False
-        finally:
-            with self._lock:
+            log.exception("could not record delivery outcomes", extra={"fields": {"count": len(results)}})
+            accepted = set()
+        now = self.store.clock()
+        with self._lock:
+            for message, _outcome, _started in results:
                 self._inflight.pop(message.id, None)
-        fields = {
-            "message": message.id,
-            "case": message.stream,
-            "seq": message.seq,
-            "destination": message.destination,
-            "attempt": message.attempts,
-            "outcome": outcome.kind.value,
-            "detail": outcome.detail,
-            "ms": self.store.clock() - started,
-        }
-        if not accepted:
-            log.warning("outcome refused: lease lost", extra={"fields": fields})
-            return
-        if outcome.kind is Kind.SUCCESS:
-            self.delivered += 1
-        log.info("delivery", extra={"fields": fields})
+        self._wake.set()
+        for message, outcome, started in results:
+            fields = {
+                "message": message.id,
+                "case": message.stream,
+                "seq": message.seq,
+                "destination": message.destination,
+                "attempt": message.attempts,
+                "outcome": outcome.kind.value,
+                "detail": outcome.detail,
+                "ms": now - started,
+            }
+            if message.id not in accepted:
+                log.warning("outcome refused: lease lost", extra={"fields": fields})
+                continue
+            if outcome.kind is Kind.SUCCESS:
+                self.delivered += 1
+            log.info("delivery", extra={"fields": fields})
+
+    def _acknowledger(self) -> None:
+        """Group commits: every outcome waiting is recorded in one transaction."""
+        while True:
+            first = self._acks.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < 500:
+                try:
+                    item = self._acks.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self.record(batch)
+            if stop:
+                return
 
     def _failpoint(self, name: str, message: Claimed) -> None:
         if message.stream in self.failpoints.get(name, ()):
@@ -98,10 +134,11 @@ class Worker:
     def drain_once(self) -> int:
         """Claim and deliver one batch in the calling thread (tests, benchmarks)."""
         claimed = self.store.claim(self.owner, self.threads, suspects=True)
-        for message in claimed:
-            with self._lock:
+        with self._lock:
+            for message in claimed:
                 self._inflight[message.id] = message
-            self.process(message)
+        if claimed:
+            self.record([self.call(message) for message in claimed])
         return len(claimed)
 
     # -- the loop -------------------------------------------------------------------------------------------
@@ -115,6 +152,8 @@ class Worker:
             except Exception:  # noqa: BLE001 - the next beat tries again
                 log.warning("heartbeat failed")
                 continue
+            with self._lock:
+                lost &= set(self._inflight)  # ignore messages recorded since the snapshot
             if lost:
                 log.warning("leases lost", extra={"fields": {"messages": sorted(lost)}})
 
@@ -122,6 +161,9 @@ class Worker:
         """Deliver until ``stop_event`` is set, then finish or give back what is in flight."""
         beat = threading.Thread(target=self._heartbeat, name="outbox-heartbeat", daemon=True)
         beat.start()
+        acker = threading.Thread(target=self._acknowledger, name="outbox-ack", daemon=True)
+        acker.start()
+        self._acker = acker
         pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="outbox-call")
         futures: set[Future[None]] = set()
         log.info("outbox worker started", extra={"fields": {"owner": self.owner, "threads": self.threads}})
@@ -130,11 +172,12 @@ class Worker:
                 futures = {f for f in futures if not f.done()}
                 with self._lock:
                     suspect_running = any(m.lease_expiries for m in self._inflight.values())
-                free = 0 if suspect_running else self.threads - len(futures)
+                    holding = len(self._inflight)
+                free = 0 if suspect_running else self.threads - holding
                 claimed: list[Claimed] = []
                 if free > 0:
                     try:
-                        claimed = self.store.claim(self.owner, free, suspects=not futures)
+                        claimed = self.store.claim(self.owner, free, suspects=holding == 0)
                     except Exception:  # noqa: BLE001 - database trouble: wait and try again
                         log.warning("claim failed; retrying", exc_info=False)
                         self.stop_event.wait(1.0)
@@ -144,10 +187,8 @@ class Worker:
                         self._inflight[message.id] = message
                     futures.add(pool.submit(self.process, message))
                 if not claimed:
-                    if futures and free <= 0:
-                        wait(futures, timeout=self.poll_ms / 1000, return_when=FIRST_COMPLETED)
-                    else:
-                        self.stop_event.wait(self.poll_ms / 1000)
+                    self._wake.wait(self.poll_ms / 1000)
+                    self._wake.clear()
         finally:
             self._shutdown(pool, futures)
 
@@ -158,6 +199,8 @@ class Worker:
         pending = {f for f in futures if not f.done()}
         if pending:
             wait(pending, timeout=max(0.0, deadline - time.monotonic()))
+        self._acks.put(None)  # record what finished, then stop the acknowledger
+        self._acker.join(timeout=max(1.0, deadline - time.monotonic()))
         with self._lock:
             left = list(self._inflight.values())
         for message in left:

@@ -1,0 +1,644 @@
+"""``make bench``: every figure as a ratio against a baseline measured in the same run.
+
+1. accept path over mutual TLS (gateway vs a bare validating app with the same gunicorn and TLS settings),
+   at 1, 16 and 64 keep-alive clients, on SQLite and PostgreSQL;
+2. outbox drain of a 10 000 message backlog to a no-op receiver and to a real receiver over mutual TLS
+   (baseline: the same client posting the same payloads with the same concurrency and no outbox);
+3. end-to-end latency RegisterCase accepted → arrival, idle and under load;
+4. growth: claim and accept p99 with 0, 100 000 and 1 000 000 done messages and 10 000 / 100 000 pending;
+5. resources: resident memory per server and delivery worker, CPU seconds per 1 000 accepted cases.
+Writes tests/bench/results/<time>.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+from lxml import etree
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from contracts import load_registry
+from gateway import migrate
+from gateway.app import create_app
+from gateway.certs import ExamplePki, generate_example_pki
+from gateway.config import load_config
+from gateway.db import make_engine
+from outbox import ClientIdentity, Delivery, EndpointSpec, Kind, OutboxStore, SoapTransport, Worker
+from outbox.store import Claimed
+from tests.bench.loadgen import LoadResult, Target, run_load
+from tests.bench.proc import cmdline, rss_mib, tree, tree_cpu
+from tests.integration.harness import ROOT, GatewayProcess, free_port
+
+RESULTS = Path(__file__).resolve().parent / "results"
+REGISTER = ROOT / "examples" / "register-case.xml"
+SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
+UNIT = "SE2321000016-7Q6X"
+SECONDS = float(os.environ.get("BENCH_SECONDS", "6"))
+PG_URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# -- fixtures --------------------------------------------------------------------------------------------
+def register_template(unit: str = UNIT) -> tuple[bytes, bytes]:
+    """A RegisterCase envelope split where a unique caseId goes."""
+    payload = etree.parse(str(REGISTER)).getroot()
+    case = payload.find("{*}caseId")
+    assert case is not None
+    case.text = "@@CASE@@"
+    env = etree.Element(f"{{{SOAP}}}Envelope", nsmap={"soap": SOAP})
+    header = etree.SubElement(env, f"{{{SOAP}}}Header")
+    etree.SubElement(header, "{urn:riv:itintegration:registry:1}LogicalAddress").text = unit
+    etree.SubElement(env, f"{{{SOAP}}}Body").append(payload)
+    before, after = etree.tostring(env, encoding="UTF-8", xml_declaration=True).split(b"@@CASE@@")
+    return before, after
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield (
+            make_url(PG_URL)
+            .update_query_dict({"options": f"-csearch_path={schema}"})
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def postgres_available() -> bool:
+    try:
+        engine = create_engine(PG_URL, poolclass=NullPool, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def catalogue(workdir: Path, receiver_port: int | None) -> Path:
+    data = yaml.safe_load((ROOT / "examples" / "routing.yaml").read_text())
+    for endpoint in data["endpoints"]:
+        if endpoint["name"] == "deviation-a" and receiver_port:
+            endpoint["url"] = (
+                f"https://localhost:{receiver_port}/complaintsandfeedback/RegisterCase/1/rivtabp21"
+            )
+    path = workdir / "routing.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+class AppProcess:
+    """tests.bench.serve with a config written by GatewayProcess (same gunicorn and TLS settings)."""
+
+    def __init__(self, gateway: GatewayProcess, app: str) -> None:
+        self.gateway = gateway
+        self.app = app
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> AppProcess:
+        g = self.gateway
+        g.port, g.ops_port = free_port(), free_port()
+        config = g.workdir / f"{self.app}.toml"
+        config.write_text(g.config_text())
+        self.port = g.port
+        with (g.workdir / f"{self.app}.log").open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tests.bench.serve", "--config", str(config), "--app", self.app],
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_port(self.port)
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=20)
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def target(pki: ExamplePki, port: int) -> Target:
+    c = pki.clients["1177"]
+    return Target(
+        "127.0.0.1",
+        port,
+        "/complaintsandfeedback/RegisterCase/1/rivtabp21",
+        str(pki.ca_cert),
+        str(c.cert),
+        str(c.key),
+    )
+
+
+def figure(name: str, value: float, baseline: float | None, unit: str, **extra: Any) -> dict[str, Any]:
+    ratio = value / baseline if baseline else None
+    return {
+        "name": name,
+        "value": round(value, 3),
+        "baseline": None if baseline is None else round(baseline, 3),
+        "ratio": None if ratio is None else round(ratio, 3),
+        "unit": unit,
+        **extra,
+    }
+
+
+def load_facts(result: LoadResult) -> dict[str, Any]:
+    return {
+        "p50_ms": round(result.percentile(50), 2),
+        "p99_ms": round(result.percentile(99), 2),
+        "requests": result.requests,
+        "errors": result.errors,
+        "achieved_concurrency": result.connections_used,
+        "generator_cpu_s": round(result.generator_cpu_s, 2),
+        "generator_cpu_share": round(result.generator_cpu_s / (result.seconds * (os.cpu_count() or 1)), 3),
+    }
+
+
+# -- 1. accept path --------------------------------------------------------------------------------------
+def bench_accept(
+    pki: ExamplePki, work: Path, figures: list[dict[str, Any]], resources: dict[str, Any]
+) -> None:
+    template = register_template()
+    levels = (1, 16, 64)
+    baselines: dict[int, LoadResult] = {}
+    base_gw = GatewayProcess(pki, f"sqlite:///{work / 'baseline.db'}", work, threads=8, catalogue=None)
+    with AppProcess(base_gw, "baseline") as app:
+        for c in levels:
+            baselines[c] = run_load(target(pki, app.port), template, c, SECONDS, f"base{c}")
+            log(f"baseline c={c}: {baselines[c].rps:.0f}/s p99 {baselines[c].percentile(99):.1f} ms")
+    databases = [("sqlite", lambda: nullcontext_url(f"sqlite:///{work / 'accept.db'}"))]
+    if postgres_available():
+        databases.append(("postgresql", postgres_schema))
+    for db_name, url_cm in databases:
+        with url_cm() as url:
+            gw = GatewayProcess(
+                pki,
+                url,
+                work / f"accept-{db_name}",
+                threads=8,
+                catalogue=catalogue(work, None),
+                extra={"outbox": {"run_in_serve": False}},
+            )
+            gw.workdir.mkdir(exist_ok=True)
+            with gw:
+                assert gw.process is not None
+                for c in levels:
+                    cpu_before = tree_cpu(gw.process.pid)
+                    result = run_load(target(pki, gw.port), template, c, SECONDS, f"{db_name}{c}")
+                    cpu = tree_cpu(gw.process.pid) - cpu_before
+                    base = baselines[c]
+                    log(
+                        f"gateway {db_name} c={c}: {result.rps:.0f}/s p99 {result.percentile(99):.1f} ms "
+                        f"(baseline {base.rps:.0f}/s)"
+                    )
+                    figures.append(
+                        figure(
+                            f"accept rps {db_name} c={c}",
+                            result.rps,
+                            base.rps,
+                            "req/s",
+                            gateway=load_facts(result),
+                            baseline_facts=load_facts(base),
+                            p99_ratio=round(result.percentile(99) / base.percentile(99), 3),
+                            server_cpu_s_per_1000=round(cpu / max(result.requests, 1) * 1000, 3),
+                        )
+                    )
+                workers = [
+                    p for p in tree(gw.process.pid) if "gunicorn" in cmdline(p) or "serve" in cmdline(p)
+                ]
+                resources[f"server_process_rss_mib_{db_name}"] = {
+                    str(p): round(rss_mib(p), 1) for p in workers
+                }
+
+
+@contextmanager
+def nullcontext_url(url: str) -> Iterator[str]:
+    yield url
+
+
+# -- 2. outbox drain -------------------------------------------------------------------------------------
+class NoopTransport(SoapTransport):
+    def deliver(self, endpoint: EndpointSpec, message: Claimed) -> Delivery:
+        return Delivery(Kind.SUCCESS, "no-op")
+
+
+def fill_backlog(engine: Engine, count: int, status: str = "pending", start: int = 0) -> None:
+    payload = etree.tostring(etree.parse(str(REGISTER)).getroot(), encoding="UTF-8", xml_declaration=False)
+    now = int(time.time() * 1000)
+    done_ms = now if status == "done" else None
+    rows = [
+        {
+            "stream": f"BL-{start + i}",
+            "seq": 1,
+            "idempotency_key": f"bl:{start + i}",
+            "operation": "RegisterCase",
+            "destination": "deviation-a",
+            "logical_address": UNIT,
+            "payload": payload,
+            "correlation_id": "c",
+            "status": status,
+            "next_attempt_ms": now,
+            "created_ms": now,
+            "done_ms": done_ms,
+        }
+        for i in range(count)
+    ]
+    sql = text(
+        "INSERT INTO outbox_message (stream, seq, idempotency_key, operation, destination, logical_address,"
+        " payload, correlation_id, status, attempts, lease_expiries, next_attempt_ms, created_ms, done_ms)"
+        " VALUES (:stream, :seq, :idempotency_key, :operation, :destination, :logical_address, :payload,"
+        " :correlation_id, :status, 0, 0, :next_attempt_ms, :created_ms, :done_ms)"
+    )
+    with engine.begin() as conn:
+        for i in range(0, len(rows), 20_000):
+            conn.execute(sql, rows[i : i + 20_000])
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE"))
+
+
+def drain(
+    store: OutboxStore, transport: SoapTransport, endpoint: EndpointSpec, threads: int, total: int
+) -> float:
+    worker = Worker(store, lambda _name: endpoint, transport, threads=threads, poll_ms=10)
+    runner = threading.Thread(target=worker.run, daemon=True)
+    started = time.perf_counter()
+    runner.start()
+    while worker.delivered < total:
+        time.sleep(0.01)
+        if time.perf_counter() - started > 120:
+            break
+    elapsed = time.perf_counter() - started
+    worker.stop_event.set()
+    runner.join(timeout=30)
+    return worker.delivered / elapsed
+
+
+def direct_posts(transport: SoapTransport, endpoint: EndpointSpec, threads: int, total: int) -> float:
+    payload = etree.tostring(etree.parse(str(REGISTER)).getroot(), encoding="UTF-8", xml_declaration=False)
+    counter = iter(range(total))
+    lock = threading.Lock()
+
+    def run() -> None:
+        while True:
+            with lock:
+                n = next(counter, None)
+            if n is None:
+                return
+            message = Claimed(
+                n, f"D-{n}", 1, "RegisterCase", "deviation-a", UNIT, payload, "c", "SE1", f"d:{n}", 1, 0, "t"
+            )
+            assert transport.deliver(endpoint, message).kind is Kind.SUCCESS
+
+    started = time.perf_counter()
+    pool = [threading.Thread(target=run) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return total / (time.perf_counter() - started)
+
+
+def bench_drain(pki: ExamplePki, work: Path, figures: list[dict[str, Any]]) -> None:
+    total, threads = 10_000, load_config(None, env={}).outbox.threads
+    receiver_gw = GatewayProcess(
+        pki, f"sqlite:///{work / 'rx.db'}", work / "rx", workers=1, threads=16, catalogue=None
+    )
+    receiver_gw.workdir.mkdir(exist_ok=True)
+    actions = {c.operation: c.soap_action for c in load_registry().contracts()}
+    identity = ClientIdentity(pki.clients["gateway"].cert, pki.clients["gateway"].key, pki.ca_cert)
+    with AppProcess(receiver_gw, "receiver") as rx:
+        endpoint = EndpointSpec(
+            "deviation-a",
+            f"https://localhost:{rx.port}/complaintsandfeedback/RegisterCase/1/rivtabp21",
+            read_timeout=10,
+        )
+        baseline = direct_posts(SoapTransport(identity, actions), endpoint, threads, 3000)
+        log(f"direct posts to the receiver: {baseline:.0f}/s")
+        databases: list[tuple[str, Callable[[], Any]]] = [
+            ("sqlite", lambda: nullcontext_url(f"sqlite:///{work / 'drain.db'}"))
+        ]
+        if postgres_available():
+            databases.append(("postgresql", postgres_schema))
+        for db_name, url_cm in databases:
+            for kind in ("noop", "mtls"):
+                with url_cm() as url:
+                    if db_name == "sqlite":
+                        Path(make_url(url).database or "").unlink(missing_ok=True)
+                    engine = make_engine(url, pool_size=threads + 4)
+                    migrate.upgrade(engine)
+                    fill_backlog(engine, total)
+                    store = OutboxStore(engine)
+                    transport = (
+                        NoopTransport(identity, actions)
+                        if kind == "noop"
+                        else SoapTransport(identity, actions)
+                    )
+                    rate = drain(store, transport, endpoint, threads, total)
+                    engine.dispose()
+                log(f"drain {kind} {db_name}: {rate:.0f}/s")
+                if kind == "noop":
+                    figures.append(
+                        figure(
+                            f"drain no-op {db_name}",
+                            rate,
+                            None,
+                            "msg/s",
+                            threads=threads,
+                            goal=2000 if db_name == "sqlite" else 5000,
+                        )
+                    )
+                else:
+                    figures.append(
+                        figure(
+                            f"drain mTLS {db_name}", rate, baseline, "msg/s", threads=threads, goal_ratio=0.8
+                        )
+                    )
+
+
+# -- 3. end to end latency -------------------------------------------------------------------------------
+def bench_latency(
+    pki: ExamplePki, work: Path, figures: list[dict[str, Any]], resources: dict[str, Any]
+) -> None:
+    receiver_gw = GatewayProcess(
+        pki, f"sqlite:///{work / 'rx2.db'}", work / "rx2", workers=1, threads=16, catalogue=None
+    )
+    receiver_gw.workdir.mkdir(exist_ok=True)
+    with AppProcess(receiver_gw, "receiver") as rx:
+        gw = GatewayProcess(
+            pki,
+            f"sqlite:///{work / 'e2e.db'}",
+            work / "e2e",
+            threads=8,
+            catalogue=catalogue(work, rx.port),
+            extra={
+                "outbox": {
+                    "client_certificate": pki.clients["gateway"].cert,
+                    "client_key": pki.clients["gateway"].key,
+                }
+            },
+        )
+        gw.workdir.mkdir(exist_ok=True)
+        with gw:
+            template = register_template()
+            session = requests.Session()
+            session.trust_env = False
+            session.verify = str(pki.ca_cert)
+            session.cert = (str(pki.clients["1177"].cert), str(pki.clients["1177"].key))
+            url = f"https://localhost:{gw.port}/complaintsandfeedback/RegisterCase/1/rivtabp21"
+
+            def probe(prefix: str, count: int, pause: float) -> list[float]:
+                sent: dict[str, float] = {}
+                for n in range(count):
+                    case = f"{prefix}-{n}"
+                    body = template[0] + case.encode() + template[1]
+                    start = time.time()
+                    response = session.post(url, data=body, headers={"Content-Type": "text/xml"}, timeout=10)
+                    assert response.status_code == 200
+                    sent[case] = start
+                    time.sleep(pause)
+                deadline = time.time() + 30
+                while time.time() < deadline:
+                    arrivals = requests.get(
+                        f"https://localhost:{rx.port}/arrivals",
+                        verify=str(pki.ca_cert),
+                        cert=(str(pki.clients["1177"].cert), str(pki.clients["1177"].key)),
+                        timeout=10,
+                    ).json()
+                    if all(case in arrivals for case in sent):
+                        break
+                    time.sleep(0.2)
+                return sorted((arrivals[c] - t) * 1000 for c, t in sent.items() if c in arrivals)
+
+            idle = probe("idle", 200, 0.02)
+            loaded: list[float] = []
+            load_thread = threading.Thread(
+                target=lambda: run_load(target(pki, gw.port), template, 16, SECONDS + 2, "e2eload"),
+                daemon=True,
+            )
+            load_thread.start()
+            time.sleep(1.5)
+            loaded = probe("loaded", 100, 0.04)
+            load_thread.join(timeout=120)
+            assert gw.process is not None
+            for p in tree(gw.process.pid):
+                if " worker" in cmdline(p):
+                    resources["delivery_worker_rss_mib"] = round(rss_mib(p), 1)
+
+    def pct(values: list[float], p: float) -> float:
+        return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))] if values else float("nan")
+
+    for label, values in (("idle", idle), ("under load (16 clients)", loaded)):
+        log(
+            f"e2e {label}: p50 {pct(values, 50):.0f} ms p95 {pct(values, 95):.0f} ms "
+            f"p99 {pct(values, 99):.0f} ms"
+        )
+        figures.append(
+            figure(
+                f"e2e latency p95 {label}",
+                pct(values, 95),
+                250.0,
+                "ms",
+                p50_ms=round(pct(values, 50), 1),
+                p99_ms=round(pct(values, 99), 1),
+                samples=len(values),
+                note="baseline is the goal (250 ms)",
+            )
+        )
+
+
+# -- 4. growth -------------------------------------------------------------------------------------------
+def bench_growth(pki: ExamplePki, work: Path, figures: list[dict[str, Any]]) -> None:
+    url = f"sqlite:///{work / 'growth.db'}"
+    engine = make_engine(url, pool_size=4)
+    migrate.upgrade(engine)
+    from tests.integration.harness import publish_catalogue
+
+    publish_catalogue(url, catalogue(work, None))
+    config = load_config(
+        None,
+        env={"GATEWAY_DATABASE_URL": url, "GATEWAY_ROUTING_SNAPSHOT_FILE": str(work / "growth-snap.json")},
+    )
+    app = create_app(config, start_routing=False)
+
+    class Fixed:
+        def caller(self, environ: dict[str, Any]) -> str:
+            return "SE5565594230-1177"
+
+    app.identity = Fixed()  # type: ignore[assignment]
+    template = register_template()
+    store = OutboxStore(engine)
+    counter = iter(range(10**9))
+
+    def accept_p99() -> float:
+        samples = []
+        for _ in range(300):
+            body = template[0] + f"G-{next(counter)}".encode() + template[1]
+            environ = {
+                "REQUEST_METHOD": "POST",
+                "CONTENT_TYPE": "text/xml",
+                "CONTENT_LENGTH": str(len(body)),
+                "wsgi.input": io.BytesIO(body),
+            }
+            start = time.perf_counter()
+            b"".join(app(environ, lambda *_a: None))
+            samples.append((time.perf_counter() - start) * 1000)
+        return sorted(samples)[int(0.99 * (len(samples) - 1))]
+
+    def claim_p99() -> float:
+        samples = []
+        for _ in range(300):
+            start = time.perf_counter()
+            claimed = store.claim("bench", 8)
+            samples.append((time.perf_counter() - start) * 1000)
+            for c in claimed:
+                store.complete(c, Delivery(Kind.SUCCESS, "ok"), "bench", 0)
+        return sorted(samples)[int(0.99 * (len(samples) - 1))]
+
+    stages = [(0, 10_000), (100_000, 10_000), (1_000_000, 10_000), (1_000_000, 100_000)]
+    done = pending = 0
+    first: tuple[float, float] | None = None
+    for want_done, want_pending in stages:
+        if want_done > done:
+            fill_backlog(engine, want_done - done, "done", start=10_000_000 + done)
+            done = want_done
+        if want_pending > pending:
+            fill_backlog(engine, want_pending - pending, "pending", start=pending)
+            pending = want_pending
+        claim, accept = claim_p99(), accept_p99()
+        pending -= 300 * 8
+        if first is None:
+            first = (claim, accept)
+        log(
+            f"growth done={want_done} pending={want_pending}: claim p99 {claim:.2f} ms, "
+            f"accept p99 {accept:.2f} ms"
+        )
+        figures.append(
+            figure(f"claim p99 done={want_done} pending={want_pending}", claim, first[0], "ms", goal_ms=10)
+        )
+        figures.append(
+            figure(f"accept p99 in-process done={want_done} pending={want_pending}", accept, first[1], "ms")
+        )
+    app.handlers.inbox.engine.dispose()
+    engine.dispose()
+
+
+# -- main ------------------------------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem = next(
+        (
+            line.split()[1]
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        ),
+        "0",
+    )
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu,
+        "memory_gib": round(int(mem) / 2**20, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": commit,
+        "versions": {
+            p: version(p) for p in ("lxml", "gunicorn", "SQLAlchemy", "psycopg", "requests", "zeep")
+        },
+    }
+
+
+def main() -> int:
+    started = time.time()
+    report: dict[str, Any] = {
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+    }
+    figures: list[dict[str, Any]] = []
+    resources: dict[str, Any] = {}
+    only = set(sys.argv[1:])
+    with tempfile.TemporaryDirectory(prefix="caf-bench-") as tmp:
+        work = Path(tmp)
+        pki = generate_example_pki(work / "pki")
+        if not only or "accept" in only:
+            bench_accept(pki, work, figures, resources)
+        if not only or "drain" in only:
+            bench_drain(pki, work, figures)
+        if not only or "latency" in only:
+            bench_latency(pki, work, figures, resources)
+        if not only or "growth" in only:
+            bench_growth(pki, work, figures)
+    report["figures"] = figures
+    report["resources"] = resources
+    report["seconds"] = round(time.time() - started, 1)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print_table(report)
+    print(f"\nwritten to {out.relative_to(ROOT)} in {report['seconds']} s")
+    return 0
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print(f"\n{'figure':<52} {'value':>10} {'baseline':>10} {'ratio':>7}  unit")
+    for f in report["figures"]:
+        base = "" if f["baseline"] is None else f"{f['baseline']:>10.1f}"
+        ratio = "" if f["ratio"] is None else f"{f['ratio']:>7.2f}"
+        print(f"{f['name']:<52} {f['value']:>10.1f} {base:>10} {ratio:>7}  {f['unit']}")
+    for key, value in report["resources"].items():
+        print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
