@@ -38,6 +38,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -66,18 +67,6 @@ outbox_audit = Table(
 
 
 _FENCE = and_(m.c.id == bindparam("b_id"), m.c.status == "inflight", m.c.lease_token == bindparam("b_token"))
-_DONE = (
-    update(m)
-    .where(_FENCE)
-    .values(
-        status="done",
-        done_ms=bindparam("b_now"),
-        lease_owner=None,
-        lease_token=None,
-        lease_expires_ms=None,
-        last_error=None,
-    )
-)
 _RETRY = (
     update(m)
     .where(_FENCE)
@@ -94,6 +83,9 @@ _INSERT = insert(m)
 _FAILED = update(m).where(_FENCE).values(last_error=bindparam("b_error"))
 _STREAM_STATE = select(func.max(m.c.seq), func.min(case((m.c.status == "dead", m.c.id)))).where(
     m.c.stream == bindparam("b_stream")
+)
+_LIMITED = select(outbox_destination).where(
+    (outbox_destination.c.state != "closed") | outbox_destination.c.ramp.is_not(None)
 )
 _DESTINATION = select(outbox_destination).where(
     outbox_destination.c.destination == bindparam("b_destination")
@@ -233,23 +225,20 @@ class OutboxStore:
                         break
                 if not chosen:
                     return []
-                tokens = {mid: str(uuid.uuid4()) for mid in chosen}
-                conn.execute(
+                # One token per claim: the lease of each message is fenced by (id, token), and a reclaim
+                # always draws a new token, so sharing it within a batch weakens nothing.
+                token = str(uuid.uuid4())
+                claimed = conn.execute(
                     update(m)
-                    .where(m.c.id == bindparam("mid"), m.c.status == "pending")
+                    .where(m.c.id.in_(chosen), m.c.status == "pending")
                     .values(
                         status="inflight",
                         attempts=m.c.attempts + 1,
                         lease_owner=owner,
-                        lease_token=bindparam("token"),
+                        lease_token=token,
                         lease_expires_ms=now + self.lease_ms,
-                    ),
-                    [{"mid": mid, "token": token} for mid, token in tokens.items()],
-                )
-                claimed = conn.execute(
-                    select(m)
-                    .where(m.c.id.in_(chosen), m.c.status == "inflight")
-                    .order_by(m.c.next_attempt_ms, m.c.id)
+                    )
+                    .returning(*m.c)
                 ).all()
         except IntegrityError:
             return []  # another worker took a message of the same stream first; the next poll retries
@@ -270,8 +259,7 @@ class OutboxStore:
                 lease_token=r.lease_token,
                 lease_expiries=int(r.lease_expiries),
             )
-            for r in claimed
-            if r.lease_token == tokens.get(int(r.id))
+            for r in sorted(claimed, key=lambda r: (r.next_attempt_ms, r.id))
         ]
 
     def _reap(self, conn: Connection, now: int) -> None:
@@ -338,14 +326,11 @@ class OutboxStore:
     # -- breakers -------------------------------------------------------------------------------------------
     def _allowances(self, conn: Connection, now: int) -> dict[str, int | None]:
         """Messages each limited destination may still take now (None: unlimited)."""
-        rows = conn.execute(select(outbox_destination).where(outbox_destination.c.state != "closed")).all()
-        ramps = conn.execute(
-            select(outbox_destination.c.destination, outbox_destination.c.ramp).where(
-                outbox_destination.c.state == "closed", outbox_destination.c.ramp.is_not(None)
-            )
-        ).all()
-        if not rows and not ramps:
+        limited = conn.execute(_LIMITED).all()
+        if not limited:
             return {}
+        rows = [r for r in limited if r.state != "closed"]
+        ramps = [(r.destination, r.ramp) for r in limited if r.state == "closed"]
         inflight: dict[str, int] = dict(
             conn.execute(
                 select(m.c.destination, func.count())
@@ -446,12 +431,36 @@ class OutboxStore:
         accepted: set[int] = set()
         attempts: list[dict[str, Any]] = []
         breaker: dict[str, list[bool]] = {}
+        results = list(results)
         with self.engine.begin() as conn:
+            successes = [
+                (msg.id, msg.lease_token) for msg, outcome, _ in results if outcome.kind is Kind.SUCCESS
+            ]
+            done: set[int] = set()
+            if successes:
+                # one fenced statement for every success of the batch
+                done = {
+                    int(mid)
+                    for (mid,) in conn.execute(
+                        update(m)
+                        .where(tuple_(m.c.id, m.c.lease_token).in_(successes), m.c.status == "inflight")
+                        .values(
+                            status="done",
+                            done_ms=now,
+                            lease_owner=None,
+                            lease_token=None,
+                            lease_expires_ms=None,
+                            last_error=None,
+                        )
+                        .returning(m.c.id)
+                    )
+                }
             for message, outcome, started_ms in results:
                 fence = {"b_id": message.id, "b_token": message.lease_token}
                 reason: str | None = None
                 if outcome.kind is Kind.SUCCESS:
-                    result = conn.execute(_DONE, {**fence, "b_now": now})
+                    if message.id not in done:
+                        continue
                 elif outcome.kind is Kind.TRANSIENT and not (
                     reason := self.retry.give_up(message.attempts, message.created_ms, now)
                 ):
@@ -468,7 +477,7 @@ class OutboxStore:
                     result = conn.execute(_FAILED, {**fence, "b_error": outcome.detail[:500]})
                     if result.rowcount == 1:
                         self._bury(conn, message.id, message.stream, message.seq, why, now)
-                if result.rowcount != 1:
+                if outcome.kind is not Kind.SUCCESS and result.rowcount != 1:
                     continue
                 accepted.add(message.id)
                 attempts.append(

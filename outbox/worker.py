@@ -25,6 +25,8 @@ from outbox.transport import EndpointSpec, SoapTransport
 __all__ = ["Worker"]
 
 log = logging.getLogger("outbox.worker")
+PREFETCH = 4
+CLAIM_BATCH = 50
 
 
 class Worker:
@@ -173,7 +175,8 @@ class Worker:
                 with self._lock:
                     suspect_running = any(m.lease_expiries for m in self._inflight.values())
                     holding = len(self._inflight)
-                free = 0 if suspect_running else self.threads - holding
+                # Up to PREFETCH messages per thread are leased ahead, so one claim serves many calls.
+                free = 0 if suspect_running else min(self.threads * PREFETCH - holding, CLAIM_BATCH)
                 claimed: list[Claimed] = []
                 if free > 0:
                     try:
@@ -196,6 +199,8 @@ class Worker:
         with self._lock:
             longest = max((self._timeout_of(m) for m in self._inflight.values()), default=0.0)
         deadline = time.monotonic() + longest + 2.0
+        for future in futures:
+            future.cancel()  # prefetched calls not started yet are given back below, not made
         pending = {f for f in futures if not f.done()}
         if pending:
             wait(pending, timeout=max(0.0, deadline - time.monotonic()))
