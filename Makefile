@@ -25,6 +25,11 @@ run: $(STAMP) certs-example/out/ca.pem
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Benchmarks (not part of `make test`): about 5 minutes on 2 cores; writes tests/bench/results/*.json.
+bench: $(STAMP)
+	GATEWAY_TEST_POSTGRES_URL=$${GATEWAY_TEST_POSTGRES_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
+		$(BIN)/python -m tests.bench.run
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

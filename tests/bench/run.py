@@ -539,13 +539,16 @@ def bench_growth(pki: ExamplePki, work: Path, figures: list[dict[str, Any]]) -> 
 
     stages = [(0, 10_000), (100_000, 10_000), (1_000_000, 10_000), (1_000_000, 100_000)]
     done = pending = 0
+    next_stream = 0
     first: tuple[float, float] | None = None
     for want_done, want_pending in stages:
         if want_done > done:
-            fill_backlog(engine, want_done - done, "done", start=10_000_000 + done)
+            fill_backlog(engine, want_done - done, "done", start=next_stream)
+            next_stream += want_done - done
             done = want_done
         if want_pending > pending:
-            fill_backlog(engine, want_pending - pending, "pending", start=pending)
+            fill_backlog(engine, want_pending - pending, "pending", start=next_stream)
+            next_stream += want_pending - pending
             pending = want_pending
         claim, accept = claim_p99(), accept_p99()
         pending -= 300 * 8
