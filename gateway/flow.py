@@ -50,6 +50,32 @@ class CaseFlow:
         self.register_namespace = register_namespace
         self.clock = clock
 
+    def _send(
+        self,
+        conn: Connection,
+        case_id: str,
+        operation: str,
+        destination: str,
+        logical_address: str,
+        payload: bytes,
+        correlation_id: str,
+        idempotency_key: str,
+        consumer: str,
+        *,
+        new_stream: bool = False,
+    ) -> None:
+        message = NewMessage(
+            case_id,
+            operation,
+            destination,
+            logical_address,
+            payload,
+            correlation_id,
+            idempotency_key,
+            consumer,
+        )
+        enqueue(conn, message, self.clock(), new_stream=new_stream)
+
     # -- RegisterCase ---------------------------------------------------------------------------------------
     def after_register(
         self,
@@ -94,21 +120,18 @@ class CaseFlow:
                 },
             )
             if not decision.internal:
-                enqueue(
+                self._send(
                     conn,
-                    NewMessage(
-                        stream=req.case_id,
-                        operation="RegisterCase",
-                        destination=decision.target,
-                        logical_address=logical_address,
-                        payload=_payload_bytes(payload),
-                        correlation_id=correlation_id,
-                        idempotency_key=f"RegisterCase:{inbox_id}:{decision.target}",
-                        original_consumer=consumer,
-                    ),
-                    self.clock(),
-                    new_stream=True,  # the case record was created just above: its first message
-                )
+                    req.case_id,
+                    "RegisterCase",
+                    decision.target,
+                    logical_address,
+                    _payload_bytes(payload),
+                    correlation_id,
+                    f"RegisterCase:{inbox_id}:{decision.target}",
+                    consumer,
+                    new_stream=True,
+                )  # the case record was created just above
 
         return then
 
@@ -182,19 +205,16 @@ class CaseFlow:
                     )
             conn.execute(update(case_record).where(case_record.c.case_id == req.case_id).values(**values))
             if not decision.internal:
-                enqueue(
+                self._send(
                     conn,
-                    NewMessage(
-                        stream=req.case_id,
-                        operation="UpdateCase",
-                        destination=decision.target,
-                        logical_address=logical_address,
-                        payload=_payload_bytes(payload),
-                        correlation_id=correlation_id,
-                        idempotency_key=f"UpdateCase:{req.message_id}",
-                        original_consumer=consumer,
-                    ),
-                    self.clock(),
+                    req.case_id,
+                    "UpdateCase",
+                    decision.target,
+                    logical_address,
+                    _payload_bytes(payload),
+                    correlation_id,
+                    f"UpdateCase:{req.message_id}",
+                    consumer,
                 )
             if (
                 moved
@@ -233,17 +253,14 @@ class CaseFlow:
                 name.text = req.handling_unit.unit_name
             else:
                 name.getparent().remove(name)
-        enqueue(
+        self._send(
             conn,
-            NewMessage(
-                stream=req.case_id,
-                operation="RegisterCase",
-                destination=redirect.decision.target,
-                logical_address=redirect.unit,
-                payload=_payload_bytes(case),
-                correlation_id=correlation_id,
-                idempotency_key=f"RegisterCase:{inbox_id}:{redirect.decision.target}",
-                original_consumer=consumer,
-            ),
-            self.clock(),
+            req.case_id,
+            "RegisterCase",
+            redirect.decision.target,
+            redirect.unit,
+            _payload_bytes(case),
+            correlation_id,
+            f"RegisterCase:{inbox_id}:{redirect.decision.target}",
+            consumer,
         )

@@ -26,11 +26,18 @@ from contracts.model import Attachment, Result, parse_date, parse_timestamp
 from contracts.registry import Contract, ContractRegistry
 from gateway.config import Config
 from gateway.db import ping as db_ping
-from gateway.errors import AmbiguousRouteError, InvalidRequestError, NoRouteError, NotAuthorisedError
+from gateway.errors import (
+    AmbiguousRouteError,
+    InvalidRequestError,
+    NoRouteError,
+    NotAuthorisedError,
+    SoapFault,
+)
 from gateway.flow import CaseFlow, Redirect
 from gateway.inbox import Inbox, InboxMessage, Outcome
 from outbox.schema import outbox_message
-from routing import AccessDenied, AmbiguousRoute, Decision, NoRouteFound, RoutingHolder
+from routing import AccessDenied, AmbiguousRoute, Decision, RoutingHolder
+from routing.errors import DecisionError
 
 __all__ = ["Handlers", "RequestContext"]
 
@@ -135,27 +142,23 @@ class Handlers:
         contract = ctx.contract.responder_namespace
         now = datetime.now(UTC)
         ctx.facts["routingVersion"] = str(table.version)
+        operation, address = ctx.contract.operation, ctx.logical_address
         try:
-            access = table.authorize(ctx.consumer, contract, ctx.logical_address, now)
-            decision = table.resolve(contract, ctx.logical_address, now)
-        except AccessDenied as exc:
-            ctx.facts["trace"] = " | ".join(exc.trace)
-            raise NotAuthorisedError(
-                f"{ctx.consumer} is not authorised to call {ctx.contract.operation} at {ctx.logical_address}",
-                detail=" | ".join(exc.trace),
-            ) from None
-        except AmbiguousRoute as exc:
-            ctx.facts["trace"] = " | ".join(exc.trace)
-            raise AmbiguousRouteError(
-                f"More than one route for {ctx.contract.operation} at {ctx.logical_address}",
-                detail=" | ".join(exc.trace),
-            ) from None
-        except NoRouteFound as exc:
-            ctx.facts["trace"] = " | ".join(exc.trace)
-            raise NoRouteError(
-                f"No route for {ctx.contract.operation} at {ctx.logical_address}",
-                detail=" | ".join(exc.trace),
-            ) from None
+            access = table.authorize(ctx.consumer, contract, address, now)
+            decision = table.resolve(contract, address, now)
+        except DecisionError as exc:
+            ctx.facts["trace"] = trace = " | ".join(exc.trace)
+            fault: type[SoapFault]
+            if isinstance(exc, AccessDenied):
+                fault, text = (
+                    NotAuthorisedError,
+                    f"{ctx.consumer} is not authorised to call {operation} at {address}",
+                )
+            elif isinstance(exc, AmbiguousRoute):
+                fault, text = AmbiguousRouteError, f"More than one route for {operation} at {address}"
+            else:
+                fault, text = NoRouteError, f"No route for {operation} at {address}"
+            raise fault(text, detail=trace) from None
         ctx.facts["route"] = decision.target
         ctx.facts["trace"] = " | ".join(access + decision.trace)
         return decision
