@@ -1,4 +1,4 @@
-"""The operations listener: ``/health/live``, ``/health/ready`` and ``/status`` on plain HTTP (loopback).
+"""The operations listener: ``/health/live``, ``/health/ready``, ``/status`` and ``/metrics`` on plain HTTP.
 
 It runs as a child process of ``gateway serve`` and exits when its parent is gone. Readiness means: the
 database answers, its schema is at the newest migration, and the SOAP port accepts connections. Nothing here
@@ -18,11 +18,12 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from gateway import __version__, migrate
 from gateway.config import Config
 from gateway.db import make_engine, ping
+from gateway.inbox import inbox_message
 from outbox import OutboxStore
 from routing import CatalogueStore
 
@@ -94,7 +95,61 @@ class OpsApp:
                 **state,
             }
             return _json(start_response, "200 OK", body)
+        if path == "/metrics":
+            data = self.metrics().encode()
+            start_response(
+                "200 OK",
+                [
+                    ("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
+                    ("Content-Length", str(len(data))),
+                ],
+            )
+            return [data]
         return _json(start_response, "404 Not Found", {"error": "not found"})
+
+    def metrics(self) -> str:
+        """Prometheus text format, read from the database: the same figures for every process."""
+        lines = [
+            "# HELP caf_up 1 when the database answers.",
+            "# TYPE caf_up gauge",
+        ]
+        database = ping(self.engine)
+        lines.append(f"caf_up {1 if database else 0}")
+        if not database:
+            return "\n".join(lines) + "\n"
+        routing = self.routing_version()
+        outbox = OutboxStore(self.engine).status()
+        lines += [
+            "# HELP caf_routing_version Active routing catalogue version.",
+            "# TYPE caf_routing_version gauge",
+            f"caf_routing_version {routing.get('version') or 0}",
+            "# HELP caf_outbox_messages Outbox messages by destination and status.",
+            "# TYPE caf_outbox_messages gauge",
+        ]
+        for destination, counts in sorted(outbox["destinations"].items()):
+            for status, count in sorted(counts.items()):
+                lines.append(f'caf_outbox_messages{{destination="{destination}",status="{status}"}} {count}')
+        lines += [
+            "# HELP caf_outbox_oldest_pending_seconds Age of the oldest undelivered message.",
+            "# TYPE caf_outbox_oldest_pending_seconds gauge",
+            f"caf_outbox_oldest_pending_seconds {outbox['oldestPendingSeconds'] or 0}",
+            "# HELP caf_outbox_breaker_open 1 while a destination's circuit breaker holds deliveries back.",
+            "# TYPE caf_outbox_breaker_open gauge",
+        ]
+        for breaker in outbox["breakers"]:
+            lines.append(f'caf_outbox_breaker_open{{destination="{breaker["destination"]}"}} 1')
+        with self.engine.connect() as conn:
+            received = conn.execute(
+                select(inbox_message.c.operation, func.count()).group_by(inbox_message.c.operation)
+            ).all()
+        lines += [
+            "# HELP caf_requests_accepted_total Requests stored in the inbox, by operation.",
+            "# TYPE caf_requests_accepted_total counter",
+        ]
+        lines += [
+            f'caf_requests_accepted_total{{operation="{op}"}} {count}' for op, count in sorted(received)
+        ]
+        return "\n".join(lines) + "\n"
 
 
 def _json(start_response: Callable[..., Any], status: str, body: dict[str, Any]) -> Iterable[bytes]:

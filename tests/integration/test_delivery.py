@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from lxml import etree
 from sqlalchemy import create_engine, select
 
@@ -119,6 +120,11 @@ def test_case_reaches_region_and_answer_reaches_1177(system: dict[str, Any], pki
     assert update["idempotency_key"] == "UpdateCase:6f1c2b7e-3d4a-4e8f-9b21-5a7c0d9e8f14"
 
     statuses = wait_statuses(system["db_url"], ["done", "done"])
+    metrics = requests.get(gateway.ops_url + "/metrics", timeout=5).text
+    assert "caf_up 1" in metrics
+    assert 'caf_outbox_messages{destination="deviation-a",status="done"} 1' in metrics
+    assert 'caf_requests_accepted_total{operation="RegisterCase"} 1' in metrics
+    assert "caf_routing_version 1" in metrics
     engine = create_engine(system["db_url"])
     with engine.connect() as conn:
         case = conn.execute(select(case_record)).one()._mapping
