@@ -3,6 +3,7 @@ versions picked up by every worker of a real multi-worker server within 2 s, and
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -88,39 +89,60 @@ def _ping_versions(pki: ExamplePki, gateway: GatewayProcess, calls: int) -> dict
     return seen
 
 
+def _worker_pids(
+    pki: ExamplePki, gateway: GatewayProcess, count: int, timeout: float = 20.0
+) -> dict[str, str]:
+    """Ping over fresh connections until every worker has answered (gunicorn does not round-robin)."""
+    seen: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    while len(seen) < count and time.monotonic() < deadline:
+        seen.update(_ping_versions(pki, gateway, 10))
+    return seen
+
+
+def _loaded_at(gateway: GatewayProcess, version: int) -> dict[int, float]:
+    """When each process logged that it serves ``version`` (epoch seconds, by pid)."""
+    loaded: dict[int, float] = {}
+    for line in gateway.log_text().splitlines():
+        if '"routing version loaded"' not in line:
+            continue
+        entry = json.loads(line)
+        if entry.get("version") == version:
+            loaded.setdefault(int(entry["pid"]), datetime.fromisoformat(entry["ts"]).timestamp())
+    return loaded
+
+
 def test_publish_and_rollback_reach_every_worker_within_two_seconds(
     sqlite_url: str, pki: ExamplePki, tmp_path: Path
 ) -> None:
     gateway = GatewayProcess(pki, sqlite_url, tmp_path, workers=3, threads=2)
     with gateway:
-        before = _ping_versions(pki, gateway, 30)
-        assert len(before) == 3, "expected to reach all three workers"
+        before = _worker_pids(pki, gateway, 3)
+        assert len(before) == 3, f"expected to reach all three workers: {before}"
         assert {v.split("/")[0] for v in before.values()} == {"1"}
+        workers = {int(pid) for pid in before}
 
         engine = make_engine(sqlite_url, pool_size=1)
         store = CatalogueStore(engine)
         store.add("routes", Route(RC, "SE2321000016-VG01", "internal"), "test")
         info = store.publish("test", "route the care provider to the desk")
-        published = time.monotonic()
+        published = time.time()
+        time.sleep(2.5)
+        loaded = _loaded_at(gateway, info.version)
+        assert workers <= set(loaded), (workers, loaded)
+        assert all(loaded[pid] - published <= 2.0 for pid in workers), (published, loaded)
         expected = f"{info.version}/{info.content_hash[:12]}"
-        seen: dict[str, str] = {}
-        while time.monotonic() - published < 2.0:
-            seen.update(_ping_versions(pki, gateway, 6))
-            if len(seen) == 3 and set(seen.values()) == {expected}:
-                break
-            seen.clear()
-        assert (len(seen), set(seen.values())) == (3, {expected}), seen
+        assert set(_worker_pids(pki, gateway, 3).values()) == {expected}
         status = requests.get(gateway.ops_url + "/status", timeout=5).json()
         assert status["routing"] == {"version": info.version, "hash": info.content_hash}
 
         rolled = store.rollback(1, "test")
-        started = time.monotonic()
+        rolled_back = time.time()
+        time.sleep(2.5)
+        loaded = _loaded_at(gateway, rolled.version)
+        assert all(loaded[pid] - rolled_back <= 2.0 for pid in workers), (rolled_back, loaded)
         target = f"{rolled.version}/{rolled.content_hash[:12]}"
-        while time.monotonic() - started < 2.0:
-            seen = _ping_versions(pki, gateway, 12)
-            if len(seen) == 3 and set(seen.values()) == {target}:
-                break
-        assert (len(seen), set(seen.values())) == (3, {target}), seen
+        assert set(_worker_pids(pki, gateway, 3).values()) == {target}
         assert rolled.content_hash == store.history()[0].content_hash
         engine.dispose()
 
