@@ -126,7 +126,7 @@ class Attachment:
     def content(self) -> bytes:
         try:
             return base64.b64decode("".join((self.data_element.text or "").split()), validate=True)
-        except binascii.Error as exc:  # pragma: no cover - the schema checks base64Binary
+        except binascii.Error as exc:  # pragma: no cover - handlers decode strictly before storing
             raise ValueError("attachment data is not base64") from exc
 
 
