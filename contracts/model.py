@@ -7,8 +7,6 @@ per contract keeps mapping code in one place when the official files arrive.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -122,12 +120,6 @@ class Attachment:
         """Size of the decoded content, computed without decoding it."""
         text = "".join((self.data_element.text or "").split())
         return len(text) * 3 // 4 - text[-2:].count("=")
-
-    def content(self) -> bytes:
-        try:
-            return base64.b64decode("".join((self.data_element.text or "").split()), validate=True)
-        except binascii.Error as exc:  # pragma: no cover - handlers decode strictly before storing
-            raise ValueError("attachment data is not base64") from exc
 
 
 @dataclass(frozen=True)

@@ -141,9 +141,6 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     source: Path | None = None
 
-    def replace(self, **sections: Any) -> Config:
-        return dataclasses.replace(self, **sections)
-
 
 def _sections() -> dict[str, type[Any]]:
     hints = typing.get_type_hints(Config)

@@ -13,11 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
-__all__ = ["is_sqlite", "make_engine", "ping"]
-
-
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
+__all__ = ["make_engine", "ping"]
 
 
 def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:

@@ -80,13 +80,12 @@ class CaseFlow:
     def after_register(
         self,
         req: registercase.RegisterCase,
-        payload: etree._Element,
         decision: Decision,
         correlation_id: str,
         consumer: str,
         logical_address: str,
-    ) -> Callable[[Connection, int], None]:
-        def then(conn: Connection, inbox_id: int) -> None:
+    ) -> Callable[[Connection, int, bytes], None]:
+        def then(conn: Connection, inbox_id: int, payload: bytes) -> None:
             now = datetime.now(UTC)
             submitted = local(req.submitted_at)
             incident = req.incident
@@ -126,7 +125,7 @@ class CaseFlow:
                     "RegisterCase",
                     decision.target,
                     logical_address,
-                    _payload_bytes(payload),
+                    payload,
                     correlation_id,
                     f"RegisterCase:{inbox_id}:{decision.target}",
                     consumer,
@@ -165,14 +164,13 @@ class CaseFlow:
     def after_update(
         self,
         req: updatecase.UpdateCase,
-        payload: etree._Element,
         decision: Decision,
         correlation_id: str,
         consumer: str,
         logical_address: str,
         redirect: Redirect | None,
-    ) -> Callable[[Connection, int], None]:
-        def then(conn: Connection, inbox_id: int) -> None:
+    ) -> Callable[[Connection, int, bytes], None]:
+        def then(conn: Connection, inbox_id: int, payload: bytes) -> None:
             now = datetime.now(UTC)
             values: dict[str, object] = {"last_sequence": req.sequence_number, "updated_at": now}
             status = STATUS_BY_UPDATE.get(req.update_type)
@@ -211,7 +209,7 @@ class CaseFlow:
                     "UpdateCase",
                     decision.target,
                     logical_address,
-                    _payload_bytes(payload),
+                    payload,
                     correlation_id,
                     f"UpdateCase:{req.message_id}",
                     consumer,

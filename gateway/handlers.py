@@ -215,7 +215,7 @@ class Handlers:
                 routing_version=self.routing.table.version,
             ),
             then=self.flow.after_register(
-                req, ctx.payload, decision, ctx.correlation_id, self._origin(ctx), ctx.logical_address
+                req, decision, ctx.correlation_id, self._origin(ctx), ctx.logical_address
             ),
         )
         return self._outcome(ctx, registercase.build_response, outcome, "caseId")
@@ -275,7 +275,6 @@ class Handlers:
             check=self.flow.check_update(req, ctx.consumer, redirect),
             then=self.flow.after_update(
                 req,
-                ctx.payload,
                 decision,
                 ctx.correlation_id,
                 self._origin(ctx),

@@ -124,13 +124,13 @@ class Inbox:
         message: InboxMessage,
         *,
         check: Callable[[Connection], Outcome | None] | None = None,
-        then: Callable[[Connection, int], None] | None = None,
+        then: Callable[[Connection, int, bytes], None] | None = None,
     ) -> Outcome:
         """Store ``message`` unless it repeats or contradicts what is stored; commit before returning.
 
         In the same transaction, ``check`` may refuse the message (returning an outcome) after the duplicate
-        check, and ``then`` receives the new inbox row id to store what follows from it (case record, outbox
-        messages): all of it is committed together, or none of it.
+        check, and ``then`` receives the new inbox row id and the stored payload bytes to store what follows
+        from it (case record, outbox messages): all of it is committed together, or none of it.
         """
         digest = content_hash(message.payload, message.logical_address)
         payload = etree.tostring(message.payload, encoding="UTF-8", xml_declaration=False)
@@ -167,7 +167,7 @@ class Inbox:
                 key = conn.execute(_INSERT, row).inserted_primary_key
                 assert key is not None
                 if then is not None:
-                    then(conn, int(key[0]))
+                    then(conn, int(key[0]), payload)
             return Outcome.STORED
         except IntegrityError:
             # A concurrent submission with the same key committed first: judge against what it stored.

@@ -8,7 +8,6 @@ validity) and for the HSA tree (hsa_id, parent, kind, name); both merge into a c
 from __future__ import annotations
 
 import csv
-import io
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -112,9 +111,3 @@ def merge_hsa_csv(catalogue: Catalogue, path: Path) -> Catalogue:
             )
         )
     return replace(catalogue, hsa=tuple(nodes)).normalised()
-
-
-def parse_text(text: str, fmt: str) -> Catalogue:
-    """Parse an in-memory document (for tests and tooling)."""
-    data: Any = json.loads(text) if fmt == "json" else yaml.safe_load(io.StringIO(text))
-    return Catalogue.from_dict(data or {})

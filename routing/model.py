@@ -113,6 +113,18 @@ class _Entity:
             raise CatalogueError(f"{where}: {exc}") from None
 
 
+class _Windowed:
+    """Half-open validity [valid_from, valid_to); an open end is unbounded."""
+
+    valid_from: datetime | None
+    valid_to: datetime | None
+
+    def valid_at(self, now: datetime) -> bool:
+        return (self.valid_from is None or self.valid_from <= now) and (
+            self.valid_to is None or now < self.valid_to
+        )
+
+
 @dataclass(frozen=True, order=True)
 class Component(_Entity):
     """A system (producer or consumer), identified by its HSA-id."""
@@ -155,7 +167,7 @@ class Endpoint(_Entity):
 
 
 @dataclass(frozen=True, order=True)
-class Route(_Entity):
+class Route(_Windowed, _Entity):
     """contract × logical address → endpoint name or ``internal``, valid in [valid_from, valid_to)."""
 
     contract: str
@@ -166,14 +178,9 @@ class Route(_Entity):
     key_fields = ("contract", "address", "valid_from")
     instant_fields = ("valid_from", "valid_to")
 
-    def valid_at(self, now: datetime) -> bool:
-        return (self.valid_from is None or self.valid_from <= now) and (
-            self.valid_to is None or now < self.valid_to
-        )
-
 
 @dataclass(frozen=True, order=True)
-class Permission(_Entity):
+class Permission(_Windowed, _Entity):
     """consumer × contract × logical address (or ``*``), valid in [valid_from, valid_to)."""
 
     consumer: str
@@ -183,11 +190,6 @@ class Permission(_Entity):
     valid_to: datetime | None = None
     key_fields = ("consumer", "contract", "address", "valid_from")
     instant_fields = ("valid_from", "valid_to")
-
-    def valid_at(self, now: datetime) -> bool:
-        return (self.valid_from is None or self.valid_from <= now) and (
-            self.valid_to is None or now < self.valid_to
-        )
 
 
 @dataclass(frozen=True, order=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -78,34 +79,29 @@ def _pem_header(pki: ExamplePki, who: str) -> str:
     return quote(pki.clients[who].cert.read_text())
 
 
-def test_proxy_header_from_untrusted_address_is_refused(
-    sqlite_url: str, pki: ExamplePki, start_gateway: Callable[..., GatewayProcess]
-) -> None:
-    gateway = start_gateway(sqlite_url, proxy={"enabled": True, "trusted_cidrs": ["10.99.0.0/16"]})
+def _post_forwarding(pki: ExamplePki, gateway: GatewayProcess, forwarded: str) -> requests.Response:
+    """Post as a proxy would: its own client certificate, the caller's certificate in the header."""
     with session_for(pki, "deviation-a") as session:
-        response = session.post(
+        return session.post(
             gateway.url + PATH,
             data=envelope(REGISTER_EXAMPLE, UNIT),
-            headers={**HEADERS, "X-SSL-Client-Cert": _pem_header(pki, "1177")},
+            headers={**HEADERS, "X-SSL-Client-Cert": _pem_header(pki, forwarded)},
             timeout=10,
         )
-    code, text = fault_of(response.content)
-    assert (response.status_code, code) == (500, "soap:Client")
-    assert text.startswith("VP002 ")
-    assert inbox_count(sqlite_url) == 0
 
 
-def test_proxy_header_ignored_when_proxy_mode_off(
-    sqlite_url: str, pki: ExamplePki, start_gateway: Callable[..., GatewayProcess]
+@pytest.mark.parametrize(
+    "proxy",
+    [
+        pytest.param({"proxy": {"enabled": True, "trusted_cidrs": ["10.99.0.0/16"]}}, id="untrusted-address"),
+        pytest.param({}, id="proxy-mode-off"),
+    ],
+)
+def test_forwarded_certificate_header_is_refused(
+    proxy: dict[str, Any], sqlite_url: str, pki: ExamplePki, start_gateway: Callable[..., GatewayProcess]
 ) -> None:
-    gateway = start_gateway(sqlite_url)
-    with session_for(pki, "deviation-a") as session:
-        response = session.post(
-            gateway.url + PATH,
-            data=envelope(REGISTER_EXAMPLE, UNIT),
-            headers={**HEADERS, "X-SSL-Client-Cert": _pem_header(pki, "1177")},
-            timeout=10,
-        )
+    gateway = start_gateway(sqlite_url, **proxy)
+    response = _post_forwarding(pki, gateway, "1177")
     code, text = fault_of(response.content)
     assert (response.status_code, code) == (500, "soap:Client")
     assert text.startswith("VP002 ")
@@ -125,13 +121,7 @@ def test_trusted_proxy_forwards_the_caller_certificate(
 ) -> None:
     """From a trusted network the forwarded certificate names the caller, after the same checks as TLS."""
     gateway = start_gateway(sqlite_url, proxy={"enabled": True, "trusted_cidrs": ["127.0.0.0/8"]})
-    with session_for(pki, "deviation-a") as session:  # the "proxy" connects with its own certificate
-        response = session.post(
-            gateway.url + PATH,
-            data=envelope(REGISTER_EXAMPLE, UNIT),
-            headers={**HEADERS, "X-SSL-Client-Cert": _pem_header(pki, forwarded)},
-            timeout=10,
-        )
+    response = _post_forwarding(pki, gateway, forwarded)
     if accepted:
         assert response.status_code == 200, response.text
         assert '"consumer":"SE5565594230-1177"' in gateway.log_text()
