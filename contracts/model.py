@@ -16,6 +16,7 @@ __all__ = [
     "CAF_CORE_NS",
     "CV",
     "Attachment",
+    "Fields",
     "PersonId",
     "Result",
     "Unit",
@@ -27,6 +28,39 @@ CAF_PREFIX = "urn:riv-application:supportprocess:logistics:complaintsandfeedback
 CAF_CORE_NS = f"{CAF_PREFIX}:1"
 
 
+class Fields:
+    """The children of one element in one namespace, by local name (the first of each name).
+
+    Built in one pass over the children: a validated request is read field by field, and one dictionary
+    lookup per field is several times cheaper than an ElementPath search per field. Children in other
+    namespaces (RIV-TA ``xs:any`` extensions) are not included.
+    """
+
+    __slots__ = ("_by_name",)
+
+    def __init__(self, el: etree._Element, ns: str) -> None:
+        by_name: dict[str, etree._Element] = {}
+        cut = len(ns)
+        for child in el:
+            tag = child.tag
+            if isinstance(tag, str) and tag.startswith(ns):
+                by_name.setdefault(tag[cut:], child)
+        self._by_name = by_name
+
+    def child(self, name: str) -> etree._Element | None:
+        return self._by_name.get(name)
+
+    def text(self, name: str) -> str | None:
+        found = self._by_name.get(name)
+        return None if found is None else (found.text or "")
+
+    def req(self, name: str) -> str:
+        found = self._by_name.get(name)
+        if found is None:  # pragma: no cover - the schema guarantees presence
+            raise ValueError(f"missing {name}")
+        return found.text or ""
+
+
 class Reader:
     """Small helper to read child elements of one namespace from a validated element."""
 
@@ -34,6 +68,9 @@ class Reader:
 
     def __init__(self, namespace: str) -> None:
         self.ns = "{" + namespace + "}"
+
+    def fields(self, el: etree._Element) -> Fields:
+        return Fields(el, self.ns)
 
     def child(self, el: etree._Element, name: str) -> etree._Element | None:
         return el.find(self.ns + name)
@@ -68,7 +105,8 @@ class CV:
     def parse(cls, el: etree._Element | None) -> CV | None:
         if el is None:
             return None
-        return cls(core.req(el, "code"), core.req(el, "codeSystem"), core.text(el, "displayName"))
+        f = core.fields(el)
+        return cls(f.req("code"), f.req("codeSystem"), f.text("displayName"))
 
 
 @dataclass(frozen=True)
@@ -82,12 +120,8 @@ class Unit:
     def parse(cls, el: etree._Element | None) -> Unit | None:
         if el is None:
             return None
-        return cls(
-            core.req(el, "unitId"),
-            core.text(el, "unitName"),
-            core.text(el, "careProviderId"),
-            core.text(el, "regionCode"),
-        )
+        f = core.fields(el)
+        return cls(f.req("unitId"), f.text("unitName"), f.text("careProviderId"), f.text("regionCode"))
 
 
 @dataclass(frozen=True)
@@ -97,7 +131,8 @@ class PersonId:
 
     @classmethod
     def parse(cls, el: etree._Element) -> PersonId:
-        return cls(core.req(el, "id"), core.req(el, "type"))
+        f = core.fields(el)
+        return cls(f.req("id"), f.req("type"))
 
     def __repr__(self) -> str:  # never show a personal identity number in logs or tracebacks
         return f"PersonId(type={self.type!r}, id=<redacted>)"
@@ -112,9 +147,10 @@ class Attachment:
 
     @classmethod
     def parse(cls, el: etree._Element) -> Attachment:
-        data = el.find(core.ns + "data")
+        f = core.fields(el)
+        data = f.child("data")
         assert data is not None
-        return cls(core.req(el, "attachmentId"), core.req(el, "fileName"), core.req(el, "mimeType"), data)
+        return cls(f.req("attachmentId"), f.req("fileName"), f.req("mimeType"), data)
 
     def decoded_size(self) -> int:
         """Size of the decoded content, computed without decoding it."""
@@ -156,8 +192,20 @@ class Result:
 
 def parse_timestamp(value: str) -> datetime:
     """``YYYYMMDDhhmmss`` (Swedish local time, naive); raises ValueError for impossible instants."""
+    if len(value) == 14 and value.isascii() and value.isdigit():  # the schema's form: no strptime needed
+        return datetime(
+            int(value[0:4]),
+            int(value[4:6]),
+            int(value[6:8]),
+            int(value[8:10]),
+            int(value[10:12]),
+            int(value[12:14]),
+        )
     return datetime.strptime(value, "%Y%m%d%H%M%S")
 
 
 def parse_date(value: str) -> date:
+    """``YYYYMMDD``; raises ValueError for impossible dates."""
+    if len(value) == 8 and value.isascii() and value.isdigit():
+        return date(int(value[0:4]), int(value[4:6]), int(value[6:8]))
     return datetime.strptime(value, "%Y%m%d").date()

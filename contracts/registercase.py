@@ -53,37 +53,42 @@ class RegisterCase:
 
 def parse(el: etree._Element) -> RegisterCase:
     """Read a RegisterCase element that has passed schema validation."""
-    recipient = _r.child(el, "recipient")
-    subject = _r.child(el, "subjectOfCare")
-    reporter = _r.child(el, "reporter")
-    incident = _r.child(el, "incident")
-    contact = _r.child(el, "contactPreference")
-    unit = Unit.parse(core.child(recipient, "unit")) if recipient is not None else None
-    person = core.child(subject, "personId") if subject is not None else None
-    if None in (recipient, subject, reporter, incident, contact, unit, person):  # pragma: no cover
+    top = _r.fields(el)
+    recipient_el = top.child("recipient")
+    subject_el = top.child("subjectOfCare")
+    reporter_el = top.child("reporter")
+    incident_el = top.child("incident")
+    contact_el = top.child("contactPreference")
+    if None in (recipient_el, subject_el, reporter_el, incident_el, contact_el):  # pragma: no cover
         raise ValueError("RegisterCase parsed without schema validation")
-    assert recipient is not None and subject is not None and reporter is not None  # noqa: PT018
-    assert incident is not None and contact is not None and unit is not None and person is not None  # noqa: PT018
+    assert recipient_el is not None and subject_el is not None and reporter_el is not None  # noqa: PT018
+    assert incident_el is not None and contact_el is not None  # noqa: PT018
+    recipient, subject = core.fields(recipient_el), core.fields(subject_el)
+    incident, contact = core.fields(incident_el), core.fields(contact_el)
+    unit = Unit.parse(recipient.child("unit"))
+    person = subject.child("personId")
+    if unit is None or person is None:  # pragma: no cover
+        raise ValueError("RegisterCase parsed without schema validation")
     return RegisterCase(
-        case_id=_r.req(el, "caseId"),
-        case_category=_r.req(el, "caseCategory"),
-        submitted_at=_r.req(el, "submittedAt"),
-        recipient_type=core.req(recipient, "recipientType"),
+        case_id=top.req("caseId"),
+        case_category=top.req("caseCategory"),
+        submitted_at=top.req("submittedAt"),
+        recipient_type=recipient.req("recipientType"),
         recipient_unit=unit,
         subject_person_id=PersonId.parse(person),
-        subject_gender=CV.parse(core.child(subject, "gender")),
-        reporter_role=core.req(reporter, "role"),
+        subject_gender=CV.parse(subject.child("gender")),
+        reporter_role=core.fields(reporter_el).req("role"),
         incident=Incident(
-            event_date=core.req(incident, "eventDate"),
-            location_description=core.text(incident, "locationDescription"),
-            concerned_unit=Unit.parse(core.child(incident, "concernedUnit")),
-            main_problem=CV.parse(core.child(incident, "mainProblem")),
-            sub_problem=CV.parse(core.child(incident, "subProblem")),
-            experienced_problem=CV.parse(core.child(incident, "experiencedProblem")),
-            business_area=CV.parse(core.child(incident, "businessArea")),
+            event_date=incident.req("eventDate"),
+            location_description=incident.text("locationDescription"),
+            concerned_unit=Unit.parse(incident.child("concernedUnit")),
+            main_problem=CV.parse(incident.child("mainProblem")),
+            sub_problem=CV.parse(incident.child("subProblem")),
+            experienced_problem=CV.parse(incident.child("experiencedProblem")),
+            business_area=CV.parse(incident.child("businessArea")),
         ),
-        reply_wanted=core.req(contact, "replyWanted").strip() in ("true", "1"),
-        contact_channel=core.text(contact, "channel"),
+        reply_wanted=contact.req("replyWanted").strip() in ("true", "1"),
+        contact_channel=contact.text("channel"),
         attachments=tuple(Attachment.parse(a) for a in _r.children(el, "attachment")),
     )
 

@@ -45,23 +45,26 @@ class UpdateCase:
 
 def parse(el: etree._Element) -> UpdateCase:
     """Read an UpdateCase element that has passed schema validation."""
-    message = _r.child(el, "message")
-    stats = _r.child(el, "statistics")
+    top = _r.fields(el)
+    message_el = top.child("message")
+    message = None if message_el is None else core.fields(message_el)
+    stats = top.child("statistics")
     statistics: dict[str, CV | None] = {}
     if stats is not None:
+        fields = core.fields(stats)
         for name in ("mainProblem", "subProblem", "experiencedProblem", "businessArea"):
-            statistics[name] = CV.parse(core.child(stats, name))
+            statistics[name] = CV.parse(fields.child(name))
     return UpdateCase(
-        case_id=_r.req(el, "caseId"),
-        message_id=_r.req(el, "messageId").strip().lower(),
-        sequence_number=int(_r.req(el, "sequenceNumber")),
-        update_type=_r.req(el, "updateType"),
-        created_at=_r.req(el, "createdAt"),
-        handling_unit=Unit.parse(_r.child(el, "handlingUnit")),
-        message_text=None if message is None else core.text(message, "text"),
-        standard_answer=None if message is None else CV.parse(core.child(message, "standardAnswer")),
+        case_id=top.req("caseId"),
+        message_id=top.req("messageId").strip().lower(),
+        sequence_number=int(top.req("sequenceNumber")),
+        update_type=top.req("updateType"),
+        created_at=top.req("createdAt"),
+        handling_unit=Unit.parse(top.child("handlingUnit")),
+        message_text=None if message is None else message.text("text"),
+        standard_answer=None if message is None else CV.parse(message.child("standardAnswer")),
         attachments=tuple(Attachment.parse(a) for a in _r.children(el, "attachment")),
-        closed_at=_r.text(el, "closedAt"),
+        closed_at=top.text("closedAt"),
         statistics=statistics,
     )
 

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, Column, Date, DateTime, Integer, String, Table
 
 from contracts.db import metadata
-from contracts.model import PersonId
+from contracts.model import PersonId, parse_timestamp
 
 __all__ = ["STATUS_BY_UPDATE", "age_at", "case_record"]
 
@@ -74,4 +74,5 @@ def age_at(person: PersonId, on: date) -> int | None:
 
 
 def local(value: str) -> datetime:
-    return datetime.strptime(value, "%Y%m%d%H%M%S")
+    """A contract timestamp (``YYYYMMDDhhmmss``, Swedish local time) as a naive datetime."""
+    return parse_timestamp(value)

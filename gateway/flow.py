@@ -16,6 +16,8 @@ from lxml import etree
 from sqlalchemy import Connection, insert, select, update
 
 from contracts import registercase, updatecase
+from contracts.model import parse_date
+from contracts.statements import Prepared
 from gateway.cases import STATUS_BY_UPDATE, age_at, case_record, local
 from gateway.inbox import Outcome, inbox_message
 from outbox import NewMessage, enqueue, now_ms
@@ -25,7 +27,7 @@ from routing.errors import DecisionError
 __all__ = ["CaseFlow", "Redirect"]
 
 
-_INSERT_CASE = insert(case_record)
+_INSERT_CASE = Prepared(insert(case_record), column_keys=[c.name for c in case_record.c])
 
 
 def _payload_bytes(payload: etree._Element) -> bytes:
@@ -89,8 +91,8 @@ class CaseFlow:
             now = datetime.now(UTC)
             submitted = local(req.submitted_at)
             incident = req.incident
-            conn.execute(
-                _INSERT_CASE,
+            _INSERT_CASE.execute(
+                conn,
                 {
                     "case_id": req.case_id,
                     "category": req.case_category,
@@ -106,7 +108,7 @@ class CaseFlow:
                         incident.experienced_problem.code if incident.experienced_problem else None
                     ),
                     "business_area": incident.business_area.code if incident.business_area else None,
-                    "event_date": datetime.strptime(incident.event_date, "%Y%m%d").date(),
+                    "event_date": parse_date(incident.event_date),
                     "submitted_at": submitted,
                     "received_at": now,
                     "status": "REGISTERED",

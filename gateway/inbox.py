@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from lxml import etree
 from sqlalchemy import (
@@ -28,12 +29,15 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     bindparam,
-    insert,
     select,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from contracts.db import metadata
+from contracts.statements import Prepared
+from gateway.groupcommit import GroupCommit
 
 __all__ = ["Inbox", "InboxMessage", "Outcome", "content_hash", "inbox_message"]
 
@@ -64,12 +68,27 @@ inbox_message = Table(
 )
 
 
-# Built once: SQLAlchemy then reuses the compiled statements (the request path runs them every time).
-_EXISTING = select(inbox_message.c.content_hash).where(
-    inbox_message.c.operation == bindparam("b_operation"),
-    inbox_message.c.idempotency_key == bindparam("b_key"),
+# The request path runs these for every request: compiled once, run on the driver cursor.
+_EXISTING = Prepared(
+    select(inbox_message.c.content_hash).where(
+        inbox_message.c.operation == bindparam("b_operation"),
+        inbox_message.c.idempotency_key == bindparam("b_key"),
+    )
 )
-_INSERT = insert(inbox_message)
+_COLUMNS = [c.name for c in inbox_message.c if c.name != "id"]
+
+
+def _insert_new(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id: no row back means the key is taken (a repeat)."""
+    construct = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        construct(inbox_message)
+        .on_conflict_do_nothing(index_elements=["operation", "idempotency_key"])
+        .returning(inbox_message.c.id)
+    )
+
+
+_INSERT = Prepared(_insert_new, column_keys=_COLUMNS)
 
 
 class Outcome(enum.Enum):
@@ -109,6 +128,7 @@ def content_hash(payload: etree._Element, logical_address: str) -> str:
 class Inbox:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.commits = GroupCommit(engine)
 
     def _existing_hash(self, message: InboxMessage) -> str | None:
         with self.engine.begin() as conn:
@@ -152,23 +172,29 @@ class Inbox:
             "route_address": message.route_address,
             "routing_version": message.routing_version,
         }
-        try:
-            with self.engine.begin() as conn:
-                existing = conn.execute(
-                    _EXISTING, {"b_operation": message.operation, "b_key": message.idempotency_key}
-                ).scalar_one_or_none()
+        keys = {"b_operation": message.operation, "b_key": message.idempotency_key}
+
+        def judge(existing: str | None) -> Outcome:
+            return Outcome.DUPLICATE if existing == digest else Outcome.CONFLICT
+
+        def work(conn: Connection) -> Outcome:
+            if check is not None:
+                # the duplicate test comes first: a repeat of an applied update is a duplicate, not stale
+                existing = _EXISTING.scalar(conn, keys)
                 if existing is not None:
-                    return Outcome.DUPLICATE if existing == digest else Outcome.CONFLICT
-                if check is not None:
-                    refused = check(conn)
-                    if refused is not None:
-                        conn.rollback()
-                        return refused
-                key = conn.execute(_INSERT, row).inserted_primary_key
-                assert key is not None
-                if then is not None:
-                    then(conn, int(key[0]), payload)
+                    return judge(existing)
+                refused = check(conn)
+                if refused is not None:
+                    return refused
+            key = _INSERT.scalar(conn, row)
+            if key is None:  # the key is taken: by an earlier submission, or a concurrent one just now
+                return judge(_EXISTING.scalar(conn, keys))
+            if then is not None:
+                then(conn, int(key), payload)
             return Outcome.STORED
+
+        try:
+            return self.commits.run(work)
         except IntegrityError:
             # A concurrent submission with the same key committed first: judge against what it stored.
             existing = self._existing_hash(message)

@@ -16,9 +16,11 @@ the lease token, so a worker that lost its lease (paused, partitioned) cannot ov
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from contracts.db import metadata
+from contracts.statements import Prepared
 from outbox.policy import BreakerPolicy, Delivery, Kind, RetryPolicy
 from outbox.schema import outbox_attempt, outbox_destination, outbox_message
 
@@ -53,6 +56,8 @@ m = outbox_message
 _earlier = outbox_message.alias("earlier")
 MAX_LEASE_EXPIRIES = 3
 _UNFINISHED = ("pending", "inflight", "dead")
+#: the reaper looks for expired leases at most this often per store (leases last seconds)
+REAP_INTERVAL_MS = 1_000
 
 outbox_audit = Table(
     "outbox_audit",
@@ -79,7 +84,25 @@ _RETRY = (
         last_error=bindparam("b_error"),
     )
 )
-_INSERT = insert(m)
+# the same insert for the request path (compiled once, run on the driver cursor; see contracts.statements)
+_ENQUEUE = Prepared(
+    insert(m).returning(m.c.id),
+    column_keys=[
+        "stream",
+        "seq",
+        "idempotency_key",
+        "operation",
+        "destination",
+        "logical_address",
+        "payload",
+        "correlation_id",
+        "original_consumer",
+        "status",
+        "dead_reason",
+        "next_attempt_ms",
+        "created_ms",
+    ],
+)
 _FAILED = update(m).where(_FENCE).values(last_error=bindparam("b_error"))
 _STREAM_STATE = select(func.max(m.c.seq), func.min(case((m.c.status == "dead", m.c.id)))).where(
     m.c.stream == bindparam("b_stream")
@@ -134,8 +157,8 @@ def enqueue(conn: Connection, message: NewMessage, at_ms: int, *, new_stream: bo
     last, blocker = (
         (None, None) if new_stream else conn.execute(_STREAM_STATE, {"b_stream": message.stream}).one()
     )
-    result = conn.execute(
-        _INSERT,
+    key = _ENQUEUE.scalar(
+        conn,
         {
             "stream": message.stream,
             "seq": (last or 0) + 1,
@@ -152,9 +175,7 @@ def enqueue(conn: Connection, message: NewMessage, at_ms: int, *, new_stream: bo
             "created_ms": at_ms,
         },
     )
-    key = result.inserted_primary_key
-    assert key is not None
-    return int(key[0])
+    return int(key)
 
 
 @dataclass
@@ -164,10 +185,34 @@ class OutboxStore:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     clock: Callable[[], int] = now_ms
+    _serial: threading.Lock | None = field(default=None, init=False, repr=False, compare=False)
+    _reaped_ms: int | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.postgres:
+            # SQLite has one writer at a time, and a transaction that finds the file locked sleeps in
+            # SQLite's busy handler (steps of up to 100 ms) instead of waking when the lock is free. The
+            # threads of this process (claimer, acknowledger, heartbeat) take turns on a lock of their own;
+            # other processes still meet the busy handler.
+            self._serial = threading.Lock()
+
+    @property
+    def _reap_interval(self) -> int:
+        return max(1, min(REAP_INTERVAL_MS, self.lease_ms // 4))
 
     @property
     def postgres(self) -> bool:
         return self.engine.dialect.name == "postgresql"
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A write transaction (one at a time per process on SQLite)."""
+        if self._serial is None:
+            with self.engine.begin() as conn:
+                yield conn
+        else:
+            with self._serial, self.engine.begin() as conn:
+                yield conn
 
     # -- claiming -------------------------------------------------------------------------------------------
     def claim_query(self, now: int, limit: int, blocked: Iterable[str] = ()) -> Any:
@@ -203,8 +248,10 @@ class OutboxStore:
             return []
         now = self.clock()
         try:
-            with self.engine.begin() as conn:
-                self._reap(conn, now)
+            with self._transaction() as conn:
+                if self._reaped_ms is None or not 0 <= now - self._reaped_ms < self._reap_interval:
+                    self._reap(conn, now)
+                    self._reaped_ms = now
                 allowance = self._allowances(conn, now)
                 blocked = [d for d, a in allowance.items() if a is not None and a <= 0]
                 rows = conn.execute(self.claim_query(now, limit * 2, blocked)).all()
@@ -405,18 +452,18 @@ class OutboxStore:
         leases = list(leases)
         if not leases:
             return set()
-        lost: set[int] = set()
         now = self.clock()
-        with self.engine.begin() as conn:
-            for mid, token in leases:
-                result = conn.execute(
+        with self._transaction() as conn:
+            kept = {
+                int(mid)
+                for (mid,) in conn.execute(
                     update(m)
-                    .where(m.c.id == mid, m.c.status == "inflight", m.c.lease_token == token)
+                    .where(tuple_(m.c.id, m.c.lease_token).in_(leases), m.c.status == "inflight")
                     .values(lease_expires_ms=now + self.lease_ms)
+                    .returning(m.c.id)
                 )
-                if result.rowcount != 1:
-                    lost.add(mid)
-        return lost
+            }
+        return {mid for mid, _token in leases} - kept
 
     def complete(self, message: Claimed, outcome: Delivery, worker: str, started_ms: int) -> bool:
         """Record the outcome of a call; False (and nothing changed) when the lease is no longer ours."""
@@ -432,7 +479,7 @@ class OutboxStore:
         attempts: list[dict[str, Any]] = []
         breaker: dict[str, list[bool]] = {}
         results = list(results)
-        with self.engine.begin() as conn:
+        with self._transaction() as conn:
             successes = [
                 (msg.id, msg.lease_token) for msg, outcome, _ in results if outcome.kind is Kind.SUCCESS
             ]
@@ -507,7 +554,7 @@ class OutboxStore:
 
     def release(self, message: Claimed) -> bool:
         """Give a claimed message back without an attempt (worker shutting down before the call)."""
-        with self.engine.begin() as conn:
+        with self._transaction() as conn:
             result = conn.execute(
                 update(m)
                 .where(m.c.id == message.id, m.c.status == "inflight", m.c.lease_token == message.lease_token)

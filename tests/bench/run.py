@@ -202,7 +202,7 @@ def bench_accept(
     pki: ExamplePki, work: Path, figures: list[dict[str, Any]], resources: dict[str, Any]
 ) -> None:
     template = register_template()
-    levels = (1, 16, 64)
+    levels = tuple(int(n) for n in os.environ.get("BENCH_CLIENTS", "1,16,64").split(","))
     baselines: dict[int, LoadResult] = {}
     base_gw = GatewayProcess(pki, f"sqlite:///{work / 'baseline.db'}", work, threads=8, catalogue=None)
     with AppProcess(base_gw, "baseline") as app:
@@ -212,7 +212,8 @@ def bench_accept(
     databases = [("sqlite", lambda: nullcontext_url(f"sqlite:///{work / 'accept.db'}"))]
     if postgres_available():
         databases.append(("postgresql", postgres_schema))
-    for db_name, url_cm in databases:
+    wanted = os.environ.get("BENCH_DATABASES", "sqlite,postgresql").split(",")
+    for db_name, url_cm in [d for d in databases if d[0] in wanted]:
         with url_cm() as url:
             gw = GatewayProcess(
                 pki,

@@ -1,0 +1,111 @@
+"""Group commit: the write transactions of concurrent requests share one commit (one flush to disk).
+
+Every accepted request must be durable before it is acknowledged, and a durable commit costs a flush of
+the write-ahead log: with one transaction per request, a burst of requests queues behind that flush (and,
+on SQLite, behind the database's single write lock). Here a request thread hands its unit of work to
+``GroupCommit.run``. If no transaction is being built, the thread becomes the leader: it takes every unit
+waiting at that moment (its own included), runs them one after another in one transaction, commits, and
+wakes their threads. Units that arrive meanwhile wait for the next leader, the first of them, which is
+promoted when the current batch is done. With one request at a time this is exactly one transaction per
+request; under load the batch grows with the queue.
+
+A unit of work must only touch the database through the connection it is given, must decide whether to
+refuse before it writes anything (a refusal is just its return value), and must be safe to run again: if
+any unit of a batch raises, or the commit fails, the batch is rolled back and each of its units runs again
+in a transaction of its own, so one bad request cannot fail or hold back the others. Nothing is
+acknowledged before the transaction that holds it has committed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Connection, Engine
+
+__all__ = ["GroupCommit"]
+
+T = TypeVar("T")
+
+
+class _Unit(Generic[T]):
+    __slots__ = ("done", "error", "lead", "value", "work")
+
+    def __init__(self, work: Callable[[Connection], T]) -> None:
+        self.work = work
+        self.done = threading.Event()
+        self.lead = False
+        self.value: T | None = None
+        self.error: BaseException | None = None
+
+    def outcome(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]
+
+
+class GroupCommit:
+    def __init__(self, engine: Engine, max_batch: int = 64) -> None:
+        self.engine = engine
+        self.max_batch = max_batch
+        self._lock = threading.Lock()
+        self._queue: list[_Unit[Any]] = []
+        self._leading = False
+        #: batches committed and units in them, for metrics and tests
+        self.batches = 0
+        self.units = 0
+
+    def run(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in a committed transaction (possibly shared) and return its result or raise."""
+        unit: _Unit[T] = _Unit(work)
+        with self._lock:
+            self._queue.append(unit)
+            follower = self._leading
+            self._leading = True
+        if follower:
+            unit.done.wait()
+            if not unit.lead:
+                return unit.outcome()
+        self._lead()
+        return unit.outcome()
+
+    def _lead(self) -> None:
+        with self._lock:
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+        try:
+            self._execute(batch)
+        finally:
+            with self._lock:
+                if self._queue:
+                    successor = self._queue[0]
+                    successor.lead = True
+                    successor.done.set()
+                else:
+                    self._leading = False
+            for unit in batch:
+                unit.done.set()
+
+    def _execute(self, batch: list[_Unit[Any]]) -> None:
+        try:
+            with self.engine.begin() as conn:
+                for unit in batch:
+                    unit.value = unit.work(conn)
+            self.batches += 1
+            self.units += len(batch)
+            return
+        except BaseException as exc:  # noqa: BLE001 - re-run alone below, or hand to the caller
+            if len(batch) == 1:
+                batch[0].value = None
+                batch[0].error = exc
+                return
+        for unit in batch:  # one failed: each again on its own, so only the faulty one fails
+            unit.value = unit.error = None
+            try:
+                with self.engine.begin() as conn:
+                    unit.value = unit.work(conn)
+                self.batches += 1
+                self.units += 1
+            except BaseException as exc:  # noqa: BLE001 - the unit's own error, raised in its thread
+                unit.value = None
+                unit.error = exc
