@@ -24,6 +24,8 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 
+from gateway.db import WriterLock
+
 __all__ = ["GroupCommit"]
 
 T = TypeVar("T")
@@ -49,6 +51,7 @@ class GroupCommit:
     def __init__(self, engine: Engine, max_batch: int = 64) -> None:
         self.engine = engine
         self.max_batch = max_batch
+        self.writer_lock = WriterLock(engine)
         self._lock = threading.Lock()
         self._queue: list[_Unit[Any]] = []
         self._leading = False
@@ -88,7 +91,7 @@ class GroupCommit:
 
     def _execute(self, batch: list[_Unit[Any]]) -> None:
         try:
-            with self.engine.begin() as conn:
+            with self.writer_lock, self.engine.begin() as conn:
                 for unit in batch:
                     unit.value = unit.work(conn)
             self.batches += 1
@@ -102,7 +105,7 @@ class GroupCommit:
         for unit in batch:  # one failed: each again on its own, so only the faulty one fails
             unit.value = unit.error = None
             try:
-                with self.engine.begin() as conn:
+                with self.writer_lock, self.engine.begin() as conn:
                     unit.value = unit.work(conn)
                 self.batches += 1
                 self.units += 1

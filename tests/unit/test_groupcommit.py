@@ -5,13 +5,26 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Connection, DateTime, Engine, Integer, MetaData, String, Table, insert, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    insert,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 
 from contracts.statements import Prepared
-from gateway.db import make_engine
+from gateway.db import WriterLock, make_engine
 from gateway.groupcommit import GroupCommit
 
 meta = MetaData()
@@ -130,3 +143,23 @@ def test_refusal_is_a_return_value_and_writes_nothing(engine: Engine) -> None:
     commits = GroupCommit(engine)
     assert commits.run(lambda conn: "refused") == "refused"
     assert keys(engine) == []
+
+
+def test_writer_lock_queues_sqlite_writers_and_is_a_no_op_elsewhere(tmp_path: Path) -> None:
+    file_engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    first, second = WriterLock(file_engine), WriterLock(file_engine)  # two open files, as two processes
+    assert first.path == f"{tmp_path / 'w.db'}-writers.lock"
+    order: list[str] = []
+    with first:
+        waiter = threading.Thread(
+            target=lambda: (second.__enter__(), order.append("second"), second.__exit__())
+        )
+        waiter.start()
+        waiter.join(0.3)
+        assert waiter.is_alive()  # blocked in the kernel until the first writer is done
+        order.append("first")
+    waiter.join(5)
+    assert order == ["first", "second"]
+    assert WriterLock(create_engine("sqlite://")).path is None
+    assert WriterLock(create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")).path is None
+    file_engine.dispose()
