@@ -1,9 +1,15 @@
-"""Delivery workers: claim due messages, call their endpoints on a thread pool, record each outcome.
+"""Delivery workers: claim due messages, call their endpoints on a set of call threads, record each outcome.
 
 Any number of worker processes (on any number of machines sharing PostgreSQL) can run side by side: the
 database decides who holds which message. A heartbeat keeps the leases of running calls alive; a worker
 that stops (SIGTERM) claims nothing more, waits for its calls up to the longest read timeout plus 2 s, and
 gives back what it could not finish, so another worker continues without waiting for a lease to expire.
+
+Three kinds of threads share the work, each doing one thing: the claimer (``run``) leases batches of
+messages into a local queue when it runs low, the call threads take them from it one at a time, and the
+acknowledger records every finished outcome that is waiting in one transaction. Claims and acknowledgements
+stay large under load (one claim and one commit serve tens of messages), and the call threads never wait
+for the database: they only wait when there is nothing to deliver.
 """
 
 from __future__ import annotations
@@ -15,8 +21,8 @@ import signal
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from outbox.policy import Delivery, Kind
 from outbox.store import Claimed, OutboxStore
@@ -25,7 +31,9 @@ from outbox.transport import EndpointSpec, SoapTransport
 __all__ = ["Worker"]
 
 log = logging.getLogger("outbox.worker")
+#: messages leased ahead per call thread beyond the one it is calling
 PREFETCH = 4
+#: most messages leased by one claim
 CLAIM_BATCH = 50
 
 
@@ -47,10 +55,14 @@ class Worker:
         self.threads = threads
         self.poll_ms = poll_ms
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        # claimed and not recorded yet: waiting in _ready, being called, or waiting for the acknowledger
         self._inflight: dict[int, Claimed] = {}
-        self._acks: queue.Queue[tuple[Claimed, Delivery, int] | None] = queue.Queue()
-        self._wake = threading.Event()  # set when a slot frees up
+        self._ready: deque[Claimed] = deque()  # claimed, not started
         self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)  # call threads wait here for messages
+        self._closing = False  # set (under _lock) when the call threads must start nothing more
+        self._acks: queue.Queue[tuple[Claimed, Delivery, int] | None] = queue.Queue()
+        self._wake = threading.Event()  # wakes the claimer: the local queue runs low or a slot freed up
         self.stop_event = threading.Event()
         self.delivered = 0
         # Fault injection for the crash tests only: {"kill-before-send" | "kill-after-send": {case ids}}.
@@ -87,7 +99,13 @@ class Worker:
             for message, _outcome, _started in results:
                 self._inflight.pop(message.id, None)
         self._wake.set()
+        logging_all = log.isEnabledFor(logging.INFO)
         for message, outcome, started in results:
+            ok = message.id in accepted
+            if ok and outcome.kind is Kind.SUCCESS:
+                self.delivered += 1
+            if ok and not logging_all:
+                continue
             fields = {
                 "message": message.id,
                 "case": message.stream,
@@ -98,12 +116,10 @@ class Worker:
                 "detail": outcome.detail,
                 "ms": now - started,
             }
-            if message.id not in accepted:
+            if ok:
+                log.info("delivery", extra={"fields": fields})
+            else:
                 log.warning("outcome refused: lease lost", extra={"fields": fields})
-                continue
-            if outcome.kind is Kind.SUCCESS:
-                self.delivered += 1
-            log.info("delivery", extra={"fields": fields})
 
     def _acknowledger(self) -> None:
         """Group commits: every outcome waiting is recorded in one transaction."""
@@ -125,6 +141,21 @@ class Worker:
             self.record(batch)
             if stop:
                 return
+
+    def _caller(self) -> None:
+        """One call thread: deliver the next leased message until the worker closes."""
+        low = self.threads
+        while True:
+            with self._work:
+                while not self._ready and not self._closing:
+                    self._work.wait()
+                if self._closing:
+                    return  # messages not started are given back by _shutdown
+                message = self._ready.popleft()
+                running_low = len(self._ready) < low
+            if running_low:
+                self._wake.set()
+            self.process(message)
 
     def _failpoint(self, name: str, message: Claimed) -> None:
         if message.stream in self.failpoints.get(name, ()):
@@ -159,53 +190,65 @@ class Worker:
             if lost:
                 log.warning("leases lost", extra={"fields": {"messages": sorted(lost)}})
 
+    def _free(self) -> tuple[int, bool]:
+        """How many messages to claim now, and whether a suspect may be among them."""
+        with self._lock:
+            holding = len(self._inflight)
+            if self._ready and len(self._ready) >= self.threads:
+                return 0, False  # enough to do until the call threads run low
+            if any(m.lease_expiries for m in self._inflight.values()):
+                return 0, False  # a suspect is being delivered alone
+        # Lease ahead up to PREFETCH per thread plus one claim, so a claim is large even while earlier
+        # outcomes still wait for their commit; never more than CLAIM_BATCH in one claim.
+        return min(self.threads * PREFETCH + CLAIM_BATCH - holding, CLAIM_BATCH), holding == 0
+
     def run(self) -> None:
         """Deliver until ``stop_event`` is set, then finish or give back what is in flight."""
         beat = threading.Thread(target=self._heartbeat, name="outbox-heartbeat", daemon=True)
         beat.start()
         acker = threading.Thread(target=self._acknowledger, name="outbox-ack", daemon=True)
         acker.start()
-        self._acker = acker
-        pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="outbox-call")
-        futures: set[Future[None]] = set()
+        callers = [
+            threading.Thread(target=self._caller, name=f"outbox-call-{n}", daemon=True)
+            for n in range(self.threads)
+        ]
+        for thread in callers:
+            thread.start()
         log.info("outbox worker started", extra={"fields": {"owner": self.owner, "threads": self.threads}})
         try:
             while not self.stop_event.is_set():
-                futures = {f for f in futures if not f.done()}
-                with self._lock:
-                    suspect_running = any(m.lease_expiries for m in self._inflight.values())
-                    holding = len(self._inflight)
-                # Up to PREFETCH messages per thread are leased ahead, so one claim serves many calls.
-                free = 0 if suspect_running else min(self.threads * PREFETCH - holding, CLAIM_BATCH)
+                self._wake.clear()  # before looking, so a wake-up from now on is not lost
+                free, suspects = self._free()
                 claimed: list[Claimed] = []
                 if free > 0:
                     try:
-                        claimed = self.store.claim(self.owner, free, suspects=holding == 0)
+                        claimed = self.store.claim(self.owner, free, suspects=suspects)
                     except Exception:  # noqa: BLE001 - database trouble: wait and try again
                         log.warning("claim failed; retrying", exc_info=False)
                         self.stop_event.wait(1.0)
                         continue
-                for message in claimed:
-                    with self._lock:
-                        self._inflight[message.id] = message
-                    futures.add(pool.submit(self.process, message))
-                if not claimed:
+                if claimed:
+                    with self._work:
+                        for message in claimed:
+                            self._inflight[message.id] = message
+                        self._ready.extend(claimed)
+                        self._work.notify(len(claimed))
+                if len(claimed) < free or free <= 0:
+                    # nothing more due now, or no room: wait for a slot, a low local queue, or the next poll
                     self._wake.wait(self.poll_ms / 1000)
-                    self._wake.clear()
         finally:
-            self._shutdown(pool, futures)
+            self._shutdown(callers, acker)
 
-    def _shutdown(self, pool: ThreadPoolExecutor, futures: set[Future[None]]) -> None:
+    def _shutdown(self, callers: list[threading.Thread], acker: threading.Thread) -> None:
         with self._lock:
             longest = max((self._timeout_of(m) for m in self._inflight.values()), default=0.0)
+            self._closing = True  # prefetched messages not started yet are given back below, not called
+            self._work.notify_all()
         deadline = time.monotonic() + longest + 2.0
-        for future in futures:
-            future.cancel()  # prefetched calls not started yet are given back below, not made
-        pending = {f for f in futures if not f.done()}
-        if pending:
-            wait(pending, timeout=max(0.0, deadline - time.monotonic()))
+        for thread in callers:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self._acks.put(None)  # record what finished, then stop the acknowledger
-        self._acker.join(timeout=max(1.0, deadline - time.monotonic()))
+        acker.join(timeout=max(1.0, deadline - time.monotonic()))
         with self._lock:
             left = list(self._inflight.values())
         for message in left:
@@ -213,7 +256,6 @@ class Worker:
                 self.store.release(message)
             except Exception:  # noqa: BLE001 - its lease will expire instead
                 log.warning("could not release message", extra={"fields": {"message": message.id}})
-        pool.shutdown(wait=False, cancel_futures=True)
         self.transport.close()
         log.info("outbox worker stopped", extra={"fields": {"owner": self.owner, "released": len(left)}})
 
