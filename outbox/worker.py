@@ -35,6 +35,8 @@ log = logging.getLogger("outbox.worker")
 PREFETCH = 4
 #: most messages leased by one claim
 CLAIM_BATCH = 50
+#: delivered messages that may wait for their outcome to be committed before claims pause
+ACK_BACKLOG = 500
 
 
 class Worker:
@@ -58,6 +60,7 @@ class Worker:
         # claimed and not recorded yet: waiting in _ready, being called, or waiting for the acknowledger
         self._inflight: dict[int, Claimed] = {}
         self._ready: deque[Claimed] = deque()  # claimed, not started
+        self._calling = 0  # messages taken from _ready whose call has not finished
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)  # call threads wait here for messages
         self._closing = False  # set (under _lock) when the call threads must start nothing more
@@ -88,16 +91,20 @@ class Worker:
         self._acks.put(self.call(message))
 
     def record(self, results: list[tuple[Claimed, Delivery, int]]) -> None:
-        """Record outcomes in one transaction, then log them and forget the messages."""
+        """Forget the messages, record their outcomes in one transaction, then log them.
+
+        They are forgotten first so the heartbeat does not take a lease that this commit ends for a lost
+        one; if the commit fails, their leases expire and they are delivered again.
+        """
+        with self._lock:
+            for message, _outcome, _started in results:
+                self._inflight.pop(message.id, None)
         try:
             accepted = self.store.complete_many(results, self.owner)
         except Exception:
             log.exception("could not record delivery outcomes", extra={"fields": {"count": len(results)}})
             accepted = set()
         now = self.store.clock()
-        with self._lock:
-            for message, _outcome, _started in results:
-                self._inflight.pop(message.id, None)
         self._wake.set()
         logging_all = log.isEnabledFor(logging.INFO)
         for message, outcome, started in results:
@@ -145,17 +152,22 @@ class Worker:
     def _caller(self) -> None:
         """One call thread: deliver the next leased message until the worker closes."""
         low = self.threads
+        called = False
         while True:
             with self._work:
+                if called:
+                    self._calling -= 1
                 while not self._ready and not self._closing:
                     self._work.wait()
                 if self._closing:
                     return  # messages not started are given back by _shutdown
                 message = self._ready.popleft()
+                self._calling += 1
                 running_low = len(self._ready) < low
             if running_low:
                 self._wake.set()
             self.process(message)
+            called = True
 
     def _failpoint(self, name: str, message: Claimed) -> None:
         if message.stream in self.failpoints.get(name, ()):
@@ -194,13 +206,16 @@ class Worker:
         """How many messages to claim now, and whether a suspect may be among them."""
         with self._lock:
             holding = len(self._inflight)
-            if self._ready and len(self._ready) >= self.threads:
+            ahead = len(self._ready) + self._calling
+            if len(self._ready) >= self.threads:
                 return 0, False  # enough to do until the call threads run low
             if any(m.lease_expiries for m in self._inflight.values()):
                 return 0, False  # a suspect is being delivered alone
-        # Lease ahead up to PREFETCH per thread plus one claim, so a claim is large even while earlier
-        # outcomes still wait for their commit; never more than CLAIM_BATCH in one claim.
-        return min(self.threads * PREFETCH + CLAIM_BATCH - holding, CLAIM_BATCH), holding == 0
+        # Messages not called yet are leased ahead up to PREFETCH per thread plus one claim, so claims stay
+        # large. Outcomes waiting for their commit do not hold claims back (a busy acknowledger commits
+        # larger batches instead) until ACK_BACKLOG of them wait.
+        limit = self.threads * PREFETCH + CLAIM_BATCH
+        return min(CLAIM_BATCH, limit - ahead, limit + ACK_BACKLOG - holding), holding == 0
 
     def run(self) -> None:
         """Deliver until ``stop_event`` is set, then finish or give back what is in flight."""

@@ -229,3 +229,53 @@ def test_claim_query_follows_the_partial_index(engine: Engine, clock: Clock) -> 
             plan = " | ".join(r[0] for r in conn.execute(text("EXPLAIN " + sql)))
             assert "ix_outbox_message_due" in plan, plan
             assert "Sort" not in plan, plan
+
+
+def test_one_statement_claim_keeps_order_and_one_message_per_case(engine: Engine, clock: Clock) -> None:
+    """Without suspects and breaker limits the database picks and leases in one statement (the hot path)."""
+    store = make_store(engine, clock)
+    a1, a2, a3 = put(engine, clock, "case-a", 3)
+    clock.advance(1)
+    (b1,) = put(engine, clock, "case-b")
+    first = store.claim("w", 10, suspects=False)
+    assert [c.id for c in first] == [a1, b1]  # heads of their cases only, oldest first
+    assert {c.lease_token for c in first} == {first[0].lease_token}
+    assert [c.attempts for c in first] == [1, 1]
+    assert store.claim("w", 10, suspects=False) == []  # each case already has a message in flight
+    for c in first:
+        assert store.complete(c, OK, "w", clock.now)
+    assert [c.id for c in store.claim("w", 10, suspects=False)] == [a2]
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(outbox_message.c.status, outbox_message.c.lease_owner).where(outbox_message.c.id == a3)
+        ).one()
+    assert tuple(row) == ("pending", None)
+
+
+def test_one_statement_claim_leaves_suspects_to_a_claim_of_their_own(engine: Engine, clock: Clock) -> None:
+    store = make_store(engine, clock)
+    (suspect,) = put(engine, clock, "case-s")
+    store.claim("w1", 1)  # w1 dies holding it
+    clock.advance(10_001)
+    (other,) = put(engine, clock, "case-o")
+    assert [c.id for c in store.claim("w2", 10, suspects=False)] == [other]
+    again = store.claim("w2", 10, suspects=True)
+    assert [(c.id, c.lease_expiries) for c in again] == [(suspect, 1)]
+
+
+def test_one_statement_claim_follows_the_partial_index(engine: Engine, clock: Clock) -> None:
+    store = make_store(engine, clock)
+    for i in range(300):
+        put(engine, clock, f"case-{i}", 1)
+    statement = store.claim_statement(clock.now, 10, "w", "token")
+    with engine.connect() as conn:
+        sql = str(statement.compile(conn, compile_kwargs={"literal_binds": True}))
+        if engine.dialect.name == "sqlite":
+            plan = " | ".join(str(r[-1]) for r in conn.execute(text("EXPLAIN QUERY PLAN " + sql)))
+            assert "ix_outbox_message_due" in plan, plan
+            assert "TEMP B-TREE" not in plan, plan
+        else:
+            conn.execute(text("ANALYZE outbox_message"))
+            plan = " | ".join(r[0] for r in conn.execute(text("EXPLAIN " + sql)))
+            assert "ix_outbox_message_due" in plan, plan
+            assert "Sort" not in plan, plan
