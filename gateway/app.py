@@ -88,6 +88,11 @@ class SoapApp:
         self.max_body = config.soap.max_body_bytes
         self.max_depth = config.soap.max_depth
 
+    def close(self) -> None:
+        """Release the database connections (tests and tools that build an app in-process)."""
+        self.handlers.inbox.close()
+        self.handlers.inbox.engine.dispose()
+
     # -- WSGI entry -----------------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")

@@ -12,7 +12,8 @@ request; under load the batch grows with the queue.
 A unit of work must only touch the database through the connection it is given, must decide whether to
 refuse before it writes anything (a refusal is just its return value), and must be safe to run again: if
 any unit of a batch raises, or the commit fails, the batch is rolled back and each of its units runs again
-in a transaction of its own, so one bad request cannot fail or hold back the others. Nothing is
+in a transaction of its own (on a fresh connection from the pool), so one bad request cannot fail or hold
+back the others, and a connection broken while idle costs no request. Nothing is
 acknowledged before the transaction that holds it has committed.
 """
 
@@ -52,6 +53,9 @@ class GroupCommit:
         self.engine = engine
         self.max_batch = max_batch
         self.writer_lock = WriterLock(engine)
+        # The leaders' connection: one leader at a time uses it, so a batch does not pay for a pool
+        # checkout and check-in. Dropped (and replaced on the next batch) after any failure.
+        self._conn: Connection | None = None
         self._lock = threading.Lock()
         self._queue: list[_Unit[Any]] = []
         self._leading = False
@@ -91,18 +95,20 @@ class GroupCommit:
 
     def _execute(self, batch: list[_Unit[Any]]) -> None:
         try:
-            with self.writer_lock, self.engine.begin() as conn:
+            conn = self._conn
+            if conn is None or conn.closed or conn.invalidated:
+                conn = self._conn = self.engine.connect()
+            with self.writer_lock, conn.begin():
                 for unit in batch:
                     unit.value = unit.work(conn)
             self.batches += 1
             self.units += len(batch)
             return
-        except BaseException as exc:  # noqa: BLE001 - re-run alone below, or hand to the caller
-            if len(batch) == 1:
-                batch[0].value = None
-                batch[0].error = exc
-                return
-        for unit in batch:  # one failed: each again on its own, so only the faulty one fails
+        except BaseException:  # noqa: BLE001 - every unit runs again alone, below
+            # also when the batch is a single unit: the leaders' connection may have died while idle (a
+            # database restart), and the pool's fresh, pinged connection then gets the unit through
+            self._drop_connection()
+        for unit in batch:  # each again on its own, so only a faulty one fails
             unit.value = unit.error = None
             try:
                 with self.writer_lock, self.engine.begin() as conn:
@@ -112,3 +118,19 @@ class GroupCommit:
             except BaseException as exc:  # noqa: BLE001 - the unit's own error, raised in its thread
                 unit.value = None
                 unit.error = exc
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.invalidate()  # its state after a failure is unknown: never back into the pool
+                conn.close()
+            except Exception:  # noqa: BLE001, S110 - closing a broken connection may fail as well
+                pass
+
+    def close(self) -> None:
+        """Give the leaders' connection back (when the process shuts down or the engine is disposed)."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()

@@ -130,6 +130,9 @@ class Inbox:
         self.engine = engine
         self.commits = GroupCommit(engine)
 
+    def close(self) -> None:
+        self.commits.close()
+
     def _existing_hash(self, message: InboxMessage) -> str | None:
         with self.engine.begin() as conn:
             return conn.execute(

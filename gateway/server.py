@@ -70,6 +70,7 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
             # gunicorn 25+ opens a control socket at a fixed path shared by every instance; we have no use
             # for it and several gateways (tests, blue/green) on one host would collide.
             "control_socket_disable": True,
+            "worker_exit": _close_app,
         }
         for key, value in settings.items():
             if key in self.cfg.settings:
@@ -83,6 +84,13 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
         if self.app_factory is not None:
             return self.app_factory(self.gateway_config)
         return create_app(self.gateway_config)
+
+
+def _close_app(_server: Any, worker: Any) -> None:
+    """gunicorn's worker_exit hook: a worker that stops gives its database connections back cleanly."""
+    close = getattr(getattr(worker, "wsgi", None), "close", None)
+    if callable(close):
+        close()
 
 
 def _child(config: Config, *command: str) -> subprocess.Popen[bytes]:

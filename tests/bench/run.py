@@ -565,7 +565,7 @@ def bench_growth(pki: ExamplePki, work: Path, figures: list[dict[str, Any]]) -> 
         figures.append(
             figure(f"accept p99 in-process done={want_done} pending={want_pending}", accept, first[1], "ms")
         )
-    app.handlers.inbox.engine.dispose()
+    app.close()
     engine.dispose()
 
 

@@ -163,3 +163,20 @@ def test_writer_lock_queues_sqlite_writers_and_is_a_no_op_elsewhere(tmp_path: Pa
     assert WriterLock(create_engine("sqlite://")).path is None
     assert WriterLock(create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")).path is None
     file_engine.dispose()
+
+
+def test_a_connection_broken_while_idle_costs_no_request(engine: Engine) -> None:
+    commits = GroupCommit(engine)
+    assert commits.run(lambda conn: _INSERT.scalar(conn, {"key": "before", "at": None})) > 0
+    held = commits._conn  # the leaders' connection, broken behind its back below
+    assert held is not None
+    if engine.dialect.name == "postgresql":
+        pid = held.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        held.rollback()
+        with engine.connect() as other:
+            other.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+    else:
+        held.connection.driver_connection.close()  # type: ignore[union-attr]
+    assert commits.run(lambda conn: _INSERT.scalar(conn, {"key": "after", "at": None})) > 0
+    assert keys(engine) == ["after", "before"]
+    commits.close()

@@ -195,7 +195,7 @@ def gateway_app(db_url: str, tmp_path: Path) -> Iterator[tuple[SoapApp, Engine]]
     try:
         yield app, engine
     finally:
-        app.handlers.inbox.engine.dispose()
+        app.close()
         engine.dispose()
 
 
