@@ -31,12 +31,15 @@ from outbox.transport import EndpointSpec, SoapTransport
 __all__ = ["Worker"]
 
 log = logging.getLogger("outbox.worker")
-#: messages leased ahead per call thread beyond the one it is calling
+#: the claimer refills the local queue when fewer than this many messages per call thread wait in it
 PREFETCH = 4
 #: most messages leased by one claim
 CLAIM_BATCH = 50
 #: delivered messages that may wait for their outcome to be committed before claims pause
 ACK_BACKLOG = 500
+#: while calls are running, the acknowledger waits up to this long for this many outcomes per commit
+ACK_LINGER_S = 0.02
+ACK_BATCH = 50
 
 
 class Worker:
@@ -129,18 +132,29 @@ class Worker:
                 log.warning("outcome refused: lease lost", extra={"fields": fields})
 
     def _acknowledger(self) -> None:
-        """Group commits: every outcome waiting is recorded in one transaction."""
+        """Group commits: every outcome waiting is recorded in one transaction.
+
+        Each commit costs several round trips whatever its size, so while more calls are running it waits
+        a little (ACK_LINGER_S) for a fuller batch. Only the next message of the same case waits for it.
+        """
         while True:
             first = self._acks.get()
             if first is None:
                 return
             batch = [first]
             stop = False
-            while len(batch) < 500:
+            until = time.monotonic() + ACK_LINGER_S
+            while len(batch) < ACK_BACKLOG:
                 try:
                     item = self._acks.get_nowait()
                 except queue.Empty:
-                    break
+                    left = until - time.monotonic()
+                    if len(batch) >= ACK_BATCH or left <= 0 or not self._calling:
+                        break
+                    try:
+                        item = self._acks.get(timeout=left)
+                    except queue.Empty:
+                        break
                 if item is None:
                     stop = True
                     break
@@ -151,7 +165,7 @@ class Worker:
 
     def _caller(self) -> None:
         """One call thread: deliver the next leased message until the worker closes."""
-        low = self.threads
+        low = self.threads * PREFETCH
         called = False
         while True:
             with self._work:
@@ -207,13 +221,14 @@ class Worker:
         with self._lock:
             holding = len(self._inflight)
             ahead = len(self._ready) + self._calling
-            if len(self._ready) >= self.threads:
-                return 0, False  # enough to do until the call threads run low
+            if len(self._ready) >= self.threads * PREFETCH:
+                return 0, False  # enough to do for a while: a claim takes tens of ms on a busy machine
             if any(m.lease_expiries for m in self._inflight.values()):
                 return 0, False  # a suspect is being delivered alone
-        # Messages not called yet are leased ahead up to PREFETCH per thread plus one claim, so claims stay
-        # large. Outcomes waiting for their commit do not hold claims back (a busy acknowledger commits
-        # larger batches instead) until ACK_BACKLOG of them wait.
+        # Messages not called yet are leased ahead up to PREFETCH per thread plus one claim, so claims are
+        # large and the call threads do not run dry while one is made. Outcomes waiting for their commit
+        # do not hold claims back (a busy acknowledger commits larger batches instead) until ACK_BACKLOG
+        # of them wait.
         limit = self.threads * PREFETCH + CLAIM_BATCH
         return min(CLAIM_BATCH, limit - ahead, limit + ACK_BACKLOG - holding), holding == 0
 
