@@ -16,6 +16,7 @@ the lease token, so a worker that lost its lease (paused, partitioned) cannot ov
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import uuid
@@ -126,6 +127,22 @@ _ENQUEUE = Prepared(
     ],
 )
 _FAILED = update(m).where(_FENCE).values(last_error=bindparam("b_error"))
+_DONE = (
+    update(m)
+    .where(
+        tuple_(m.c.id, m.c.lease_token).in_(bindparam("b_fences", expanding=True)),
+        m.c.status == "inflight",
+    )
+    .values(
+        status="done",
+        done_ms=bindparam("b_now"),
+        lease_owner=None,
+        lease_token=None,
+        lease_expires_ms=None,
+        last_error=None,
+    )
+    .returning(m.c.id)
+)
 _STREAM_STATE = select(func.max(m.c.seq), func.min(case((m.c.status == "dead", m.c.id)))).where(
     m.c.stream == bindparam("b_stream")
 )
@@ -282,7 +299,7 @@ class OutboxStore:
         return query
 
     @staticmethod
-    def _due(t: Any, now: int, limit: int) -> Any:
+    def _due(t: Any, now: Any, limit: Any) -> Any:
         head = ~exists(
             select(_earlier.c.id).where(
                 _earlier.c.stream == t.c.stream,
@@ -297,12 +314,28 @@ class OutboxStore:
             .limit(limit)
         )
 
-    def claim_statement(self, now: int, limit: int, owner: str, token: str) -> Any:
-        """One statement that leases up to ``limit`` due messages that are not suspects (see ``claim``)."""
-        due = self._due(_pick, now, limit).where(_pick.c.lease_expiries == 0)
+    @functools.cached_property
+    def claim_statement(self) -> Any:
+        """One statement that leases up to ``b_limit`` due messages that are not suspects (see ``claim``).
+
+        Built once: building it costs more than running it. Parameters: b_now, b_limit, b_owner, b_token,
+        b_expires.
+        """
+        due = self._due(_pick, bindparam("b_now"), bindparam("b_limit")).where(_pick.c.lease_expiries == 0)
         if self.postgres:
             due = due.with_for_update(skip_locked=True, of=_pick)
-        return self._lease(m.c.id.in_(due), now, owner, token)
+        return (
+            update(m)
+            .where(m.c.id.in_(due), m.c.status == "pending")
+            .values(
+                status="inflight",
+                attempts=m.c.attempts + 1,
+                lease_owner=bindparam("b_owner"),
+                lease_token=bindparam("b_token"),
+                lease_expires_ms=bindparam("b_expires"),
+            )
+            .returning(*_CLAIMED)
+        )
 
     def _lease(self, which: Any, now: int, owner: str, token: str) -> Any:
         return (
@@ -340,7 +373,16 @@ class OutboxStore:
                 if not allowance and not suspects:
                     # the common case under load: no breaker limits anything and suspects wait, so the
                     # database picks and leases in one statement
-                    claimed = conn.execute(self.claim_statement(now, limit, owner, token)).all()
+                    claimed = conn.execute(
+                        self.claim_statement,
+                        {
+                            "b_now": now,
+                            "b_limit": limit,
+                            "b_owner": owner,
+                            "b_token": token,
+                            "b_expires": now + self.lease_ms,
+                        },
+                    ).all()
                 else:
                     chosen = self._choose(conn, now, limit, allowance, suspects)
                     if not chosen:
@@ -568,22 +610,7 @@ class OutboxStore:
             done: set[int] = set()
             if successes:
                 # one fenced statement for every success of the batch
-                done = {
-                    int(mid)
-                    for (mid,) in conn.execute(
-                        update(m)
-                        .where(tuple_(m.c.id, m.c.lease_token).in_(successes), m.c.status == "inflight")
-                        .values(
-                            status="done",
-                            done_ms=now,
-                            lease_owner=None,
-                            lease_token=None,
-                            lease_expires_ms=None,
-                            last_error=None,
-                        )
-                        .returning(m.c.id)
-                    )
-                }
+                done = {int(mid) for (mid,) in conn.execute(_DONE, {"b_fences": successes, "b_now": now})}
             for message, outcome, started_ms in results:
                 fence = {"b_id": message.id, "b_token": message.lease_token}
                 reason: str | None = None

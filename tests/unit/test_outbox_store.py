@@ -267,15 +267,18 @@ def test_one_statement_claim_follows_the_partial_index(engine: Engine, clock: Cl
     store = make_store(engine, clock)
     for i in range(300):
         put(engine, clock, f"case-{i}", 1)
-    statement = store.claim_statement(clock.now, 10, "w", "token")
+    values = {"b_now": clock.now, "b_limit": 10, "b_owner": "w", "b_token": "t", "b_expires": clock.now + 1}
     with engine.connect() as conn:
-        sql = str(statement.compile(conn, compile_kwargs={"literal_binds": True}))
+        compiled = store.claim_statement.compile(conn)
+        bound = compiled.construct_params(values)
         if engine.dialect.name == "sqlite":
-            plan = " | ".join(str(r[-1]) for r in conn.execute(text("EXPLAIN QUERY PLAN " + sql)))
+            positional = tuple(bound[name] for name in compiled.positiontup or ())
+            rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled), positional)
+            plan = " | ".join(str(r[-1]) for r in rows)
             assert "ix_outbox_message_due" in plan, plan
             assert "TEMP B-TREE" not in plan, plan
         else:
             conn.execute(text("ANALYZE outbox_message"))
-            plan = " | ".join(r[0] for r in conn.execute(text("EXPLAIN " + sql)))
+            plan = " | ".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + str(compiled), bound))
             assert "ix_outbox_message_due" in plan, plan
             assert "Sort" not in plan, plan
