@@ -100,6 +100,10 @@ class Prepared:
             ) from exc
         return cursor
 
+    def run(self, conn: Connection, params: Mapping[str, Any]) -> None:
+        """Execute for its effect (an insert without RETURNING)."""
+        self.execute(conn, params).close()
+
     def scalar(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """The first column of the first row, or None."""
         cursor = self.execute(conn, params)

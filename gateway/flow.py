@@ -91,7 +91,7 @@ class CaseFlow:
             now = datetime.now(UTC)
             submitted = local(req.submitted_at)
             incident = req.incident
-            _INSERT_CASE.execute(
+            _INSERT_CASE.run(
                 conn,
                 {
                     "case_id": req.case_id,
