@@ -13,7 +13,7 @@ from types import FrameType
 
 from contracts import load_registry
 from gateway.config import Config
-from gateway.db import make_engine
+from gateway.db import WriterLock, make_engine
 from outbox import (
     BreakerPolicy,
     ClientIdentity,
@@ -52,6 +52,8 @@ def build_store(config: Config, engine: object | None = None) -> OutboxStore:
         breaker=BreakerPolicy(
             threshold=ob.breaker_threshold, open_ms=ob.breaker_open_ms, max_open_ms=ob.breaker_max_open_ms
         ),
+        # on SQLite, queue with the accepting processes for the write lock instead of the busy handler
+        writers=WriterLock(eng),
     )
 
 

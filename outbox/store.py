@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -258,6 +258,8 @@ class OutboxStore:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     clock: Callable[[], int] = now_ms
+    #: a lock shared with the other processes writing the same SQLite file (taken inside ``_serial``)
+    writers: AbstractContextManager[Any] | None = None
     _serial: threading.Lock | None = field(default=None, init=False, repr=False, compare=False)
     _reaped_ms: int | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -284,7 +286,7 @@ class OutboxStore:
             with self.engine.begin() as conn:
                 yield conn
         else:
-            with self._serial, self.engine.begin() as conn:
+            with self._serial, self.writers or nullcontext(), self.engine.begin() as conn:
                 yield conn
 
     # -- claiming -------------------------------------------------------------------------------------------
