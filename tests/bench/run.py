@@ -204,10 +204,15 @@ def bench_accept(
     template = register_template()
     levels = tuple(int(n) for n in os.environ.get("BENCH_CLIENTS", "1,16,64").split(","))
     baselines: dict[int, LoadResult] = {}
+    baseline_cpu: dict[int, float] = {}  # server CPU seconds per 1 000 requests
     base_gw = GatewayProcess(pki, f"sqlite:///{work / 'baseline.db'}", work, threads=8, catalogue=None)
     with AppProcess(base_gw, "baseline") as app:
         for c in levels:
+            assert app.process is not None
+            cpu_before = tree_cpu(app.process.pid)
             baselines[c] = run_load(target(pki, app.port), template, c, SECONDS, f"base{c}")
+            spent = tree_cpu(app.process.pid) - cpu_before
+            baseline_cpu[c] = spent / max(baselines[c].requests, 1) * 1000
             log(f"baseline c={c}: {baselines[c].rps:.0f}/s p99 {baselines[c].percentile(99):.1f} ms")
     databases = [("sqlite", lambda: nullcontext_url(f"sqlite:///{work / 'accept.db'}"))]
     if postgres_available():
@@ -245,8 +250,18 @@ def bench_accept(
                             baseline_facts=load_facts(base),
                             p99_ratio=round(result.percentile(99) / base.percentile(99), 3),
                             server_cpu_s_per_1000=round(cpu / max(result.requests, 1) * 1000, 3),
+                            baseline_server_cpu_s_per_1000=round(baseline_cpu[c], 3),
                         )
                     )
+                    if c == 16:
+                        figures.append(
+                            figure(
+                                f"server CPU s per 1000 accepted {db_name} c={c}",
+                                cpu / max(result.requests, 1) * 1000,
+                                baseline_cpu[c],
+                                "s",
+                            )
+                        )
                 workers = [
                     p for p in tree(gw.process.pid) if "gunicorn" in cmdline(p) or "serve" in cmdline(p)
                 ]
