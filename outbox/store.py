@@ -107,7 +107,7 @@ _RETRY = (
         last_error=bindparam("b_error"),
     )
 )
-# the same insert for the request path (compiled once, run on the driver cursor; see contracts.statements)
+# enqueue runs on the request path: compiled once, run on the driver cursor (see contracts.statements)
 _ENQUEUE = Prepared(
     insert(m).returning(m.c.id),
     column_keys=[
