@@ -35,6 +35,7 @@ from gateway.errors import (
 )
 from gateway.flow import CaseFlow, Redirect
 from gateway.inbox import Inbox, InboxMessage, Outcome
+from gateway.soap import OkEnvelope
 from outbox.schema import outbox_message
 from routing import AccessDenied, AmbiguousRoute, Decision, RoutingHolder
 from routing.errors import DecisionError
@@ -129,7 +130,12 @@ class Handlers:
         self.routing = routing
         self.now = now
         self.flow = CaseFlow(routing, registry.by_operation("RegisterCase").responder_namespace)
-        self.by_operation: dict[str, Callable[[RequestContext], etree._Element]] = {
+        # the OK answer of each contract, serialised once (most requests get it)
+        self._ok: dict[Callable[[Result], etree._Element], OkEnvelope] = {
+            build: OkEnvelope(lambda log_id, build=build: build(Result.ok(log_id)))  # type: ignore[misc]
+            for build in (registercase.build_response, updatecase.build_response)
+        }
+        self.by_operation: dict[str, Callable[[RequestContext], etree._Element | bytes]] = {
             "RegisterCase": self.register_case,
             "UpdateCase": self.update_case,
             "PingForConfiguration": self.ping,
@@ -191,7 +197,7 @@ class Handlers:
             raise RuleViolation("INVALID_CODE", "; ".join(problems))
         _check_attachments(req.attachments, self.config.soap.max_attachment_bytes)
 
-    def register_case(self, ctx: RequestContext) -> etree._Element:
+    def register_case(self, ctx: RequestContext) -> etree._Element | bytes:
         decision = self.route(ctx)
         req = registercase.parse(ctx.payload)
         ctx.facts["caseId"] = req.case_id
@@ -241,7 +247,7 @@ class Handlers:
             raise RuleViolation("INVALID_CODE", "; ".join(problems))
         _check_attachments(req.attachments, self.config.soap.max_attachment_bytes)
 
-    def update_case(self, ctx: RequestContext) -> etree._Element:
+    def update_case(self, ctx: RequestContext) -> etree._Element | bytes:
         decision = self.route(ctx)
         req = updatecase.parse(ctx.payload)
         ctx.facts["caseId"] = req.case_id
@@ -297,11 +303,11 @@ class Handlers:
 
     def _outcome(
         self, ctx: RequestContext, build: Callable[[Result], etree._Element], outcome: Outcome, key: str
-    ) -> etree._Element:
+    ) -> etree._Element | bytes:
         ctx.facts["inbox"] = outcome.value
         if outcome is Outcome.STORED:
             ctx.facts["resultCode"] = "OK"
-            return build(Result.ok(ctx.log_id))
+            return self._ok[build](ctx.log_id)
         if outcome is Outcome.DUPLICATE:
             ctx.facts["resultCode"] = "OK"
             return build(Result.ok(ctx.log_id, f"Already received; this {key} was accepted before"))

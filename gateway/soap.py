@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from lxml import etree
@@ -187,10 +188,34 @@ def _envelope() -> tuple[etree._Element, etree._Element]:
     return env, body
 
 
-def response_envelope(payload: etree._Element) -> bytes:
+def response_envelope(payload: etree._Element | bytes) -> bytes:
+    """The response envelope around ``payload`` (bytes are an envelope already, see ``OkEnvelope``)."""
+    if isinstance(payload, bytes):
+        return payload
     env, body = _envelope()
     body.append(payload)
     return bytes(etree.tostring(env, xml_declaration=True, encoding="UTF-8"))
+
+
+class OkEnvelope:
+    """The plain OK answer of one contract as bytes, made once from its real builder.
+
+    Every accepted request gets the same envelope but for its log id: building and serialising the tree
+    each time cost about as much as validating the request. The template is the builder's own output, cut
+    at a placeholder log id, so it cannot drift from the non-OK answers.
+    """
+
+    _PLACEHOLDER = "ffffffff-ffff-4fff-bfff-ffffffffffff"
+
+    def __init__(self, build: Callable[[str], etree._Element]) -> None:
+        whole = response_envelope(build(self._PLACEHOLDER))
+        head, marker, tail = whole.partition(self._PLACEHOLDER.encode())
+        if not marker or marker in tail:
+            raise ValueError("the placeholder log id must occur exactly once in the OK envelope")
+        self._head, self._tail = head, tail
+
+    def __call__(self, log_id: str) -> bytes:
+        return self._head + log_id.encode("ascii") + self._tail
 
 
 def fault_string(fault: SoapFault, log_id: str) -> str:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import ssl
 import uuid
+from typing import Any
 
 import pytest
 from lxml import etree
 
+from contracts import registercase, updatecase
+from contracts.model import Result
 from gateway.certs import ExamplePki
 from gateway.config import TlsConfig
 from gateway.errors import InvalidRequestError, NotAuthorisedError, ServerFault
-from gateway.soap import SOAP_ENV_NS, fault_envelope, parse_envelope, parse_xml
+from gateway.soap import SOAP_ENV_NS, OkEnvelope, fault_envelope, parse_envelope, parse_xml, response_envelope
 from gateway.tls import ServerContextFactory, server_context
 
 
@@ -78,3 +81,10 @@ def test_server_context_factory_rebuilds_when_crl_changes(pki: ExamplePki, tmp_p
     stat = crl.stat()
     os.utime(crl, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
     assert factory() is not first
+
+
+@pytest.mark.parametrize("build", [registercase.build_response, updatecase.build_response])
+def test_ok_envelope_template_is_the_builders_own_answer(build: Any) -> None:
+    log_id = "0b9d4c8e-5a1f-4c33-9f7e-2d6a1e0c4b71"
+    template = OkEnvelope(lambda lid: build(Result.ok(lid)))
+    assert template(log_id) == response_envelope(build(Result.ok(log_id)))
