@@ -72,22 +72,10 @@ class Reader:
     def fields(self, el: etree._Element) -> Fields:
         return Fields(el, self.ns)
 
-    def child(self, el: etree._Element, name: str) -> etree._Element | None:
-        return el.find(self.ns + name)
-
     def children(self, el: etree._Element, name: str) -> list[etree._Element]:
+        """Every child of that name (for repeated elements; single ones are read through ``fields``)."""
         found: list[etree._Element] = el.findall(self.ns + name)
         return found
-
-    def text(self, el: etree._Element, name: str) -> str | None:
-        found = el.find(self.ns + name)
-        return None if found is None else (found.text or "")
-
-    def req(self, el: etree._Element, name: str) -> str:
-        value = self.text(el, name)
-        if value is None:  # pragma: no cover - the schema guarantees presence
-            raise ValueError(f"missing {name}")
-        return value
 
 
 # Elements inside the core types are in the namespace of the document that declares them: with

@@ -24,7 +24,8 @@ class Ping:
 
 
 def parse(el: etree._Element) -> Ping:
-    return Ping(_r.req(el, "serviceContractNamespace"), _r.req(el, "logicalAddress"))
+    f = _r.fields(el)
+    return Ping(f.req("serviceContractNamespace"), f.req("logicalAddress"))
 
 
 def build_response(

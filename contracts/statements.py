@@ -68,9 +68,6 @@ class Prepared:
             compiled = self._by_dialect[dialect.name] = _Compiled(statement, dialect, self.column_keys)
         return compiled
 
-    def sql(self, dialect: Dialect) -> str:
-        return self._compiled(dialect).sql
-
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """Run on ``conn``'s driver connection (inside its transaction); returns the DBAPI cursor."""
         compiled = self._compiled(conn.dialect)

@@ -132,8 +132,7 @@ class Handlers:
         self.flow = CaseFlow(routing, registry.by_operation("RegisterCase").responder_namespace)
         # the OK answer of each contract, serialised once (most requests get it)
         self._ok: dict[Callable[[Result], etree._Element], OkEnvelope] = {
-            build: OkEnvelope(lambda log_id, build=build: build(Result.ok(log_id)))  # type: ignore[misc]
-            for build in (registercase.build_response, updatecase.build_response)
+            build: OkEnvelope(build) for build in (registercase.build_response, updatecase.build_response)
         }
         self.by_operation: dict[str, Callable[[RequestContext], etree._Element | bytes]] = {
             "RegisterCase": self.register_case,

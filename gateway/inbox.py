@@ -135,12 +135,10 @@ class Inbox:
 
     def _existing_hash(self, message: InboxMessage) -> str | None:
         with self.engine.begin() as conn:
-            return conn.execute(
-                select(inbox_message.c.content_hash).where(
-                    inbox_message.c.operation == message.operation,
-                    inbox_message.c.idempotency_key == message.idempotency_key,
-                )
-            ).scalar_one_or_none()
+            found: str | None = _EXISTING.scalar(
+                conn, {"b_operation": message.operation, "b_key": message.idempotency_key}
+            )
+            return found
 
     def accept(
         self,

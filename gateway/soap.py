@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from contracts.model import Result
 from gateway.errors import (
     InvalidRequestError,
     MissingAddressError,
@@ -207,8 +208,8 @@ class OkEnvelope:
 
     _PLACEHOLDER = "ffffffff-ffff-4fff-bfff-ffffffffffff"
 
-    def __init__(self, build: Callable[[str], etree._Element]) -> None:
-        whole = response_envelope(build(self._PLACEHOLDER))
+    def __init__(self, build: Callable[[Result], etree._Element]) -> None:
+        whole = response_envelope(build(Result.ok(self._PLACEHOLDER)))
         head, marker, tail = whole.partition(self._PLACEHOLDER.encode())
         if not marker or marker in tail:
             raise ValueError("the placeholder log id must occur exactly once in the OK envelope")

@@ -267,8 +267,8 @@ class OutboxStore:
         if not self.postgres:
             # SQLite has one writer at a time, and a transaction that finds the file locked sleeps in
             # SQLite's busy handler (steps of up to 100 ms) instead of waking when the lock is free. The
-            # threads of this process (claimer, acknowledger, heartbeat) take turns on a lock of their own;
-            # other processes still meet the busy handler.
+            # threads of this process (claimer, acknowledger, heartbeat) take turns on a lock of their own,
+            # and with ``writers`` (gateway.db.WriterLock) queue with the other processes as well.
             self._serial = threading.Lock()
 
     @property

@@ -86,5 +86,5 @@ def test_server_context_factory_rebuilds_when_crl_changes(pki: ExamplePki, tmp_p
 @pytest.mark.parametrize("build", [registercase.build_response, updatecase.build_response])
 def test_ok_envelope_template_is_the_builders_own_answer(build: Any) -> None:
     log_id = "0b9d4c8e-5a1f-4c33-9f7e-2d6a1e0c4b71"
-    template = OkEnvelope(lambda lid: build(Result.ok(lid)))
+    template = OkEnvelope(build)
     assert template(log_id) == response_envelope(build(Result.ok(log_id)))
