@@ -44,7 +44,7 @@ class TextFormatter(logging.Formatter):
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     # Every request writes a line: skip what the formatters never show (the logging HOWTO's
     # "Optimization" section). The caller's file and line are found by walking the stack on each call.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)

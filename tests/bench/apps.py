@@ -7,6 +7,7 @@ The fast receiver answers OK to every delivery and remembers when each case arri
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -14,9 +15,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from lxml import etree
+from sqlalchemy import Connection
 
 from contracts import SchemaValidator, load_registry
 from gateway.config import Config
+from gateway.db import make_engine
+from gateway.groupcommit import GroupCommit
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 OK = (
@@ -47,6 +51,38 @@ def baseline_app(_config: Config) -> Callable[..., Iterable[bytes]]:
             "200 OK", [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(OK)))]
         )
         return [OK]
+
+    return app
+
+
+def durable_app(config: Config) -> Callable[..., Iterable[bytes]]:
+    """The baseline plus the least an endpoint that acknowledges only what is stored must do.
+
+    Each validated request is stored as one row in SQLite (WAL, ``synchronous=FULL``) with the gateway's
+    own engine settings, group commit and writer lock before it answers: the cost of durability alone,
+    without the gateway's rules, routing, hashing, case record and outbox. A reference point for the
+    accept figures, not the baseline of their ratios.
+    """
+    engine = make_engine(config.database.url, pool_size=4)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE IF NOT EXISTS stored (id INTEGER PRIMARY KEY, payload BLOB NOT NULL)"
+        )
+    commits = GroupCommit(engine)
+    validate = baseline_app(config)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        answer = validate(environ, start_response)
+
+        def store(conn: Connection) -> None:
+            conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+                "INSERT INTO stored (payload) VALUES (?)", (body,)
+            )
+
+        commits.run(store)
+        return answer
 
     return app
 
