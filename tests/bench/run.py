@@ -241,6 +241,11 @@ def bench_accept(
         # the gateway's group commit): what durability alone costs on this machine.
         durable_gw = GatewayProcess(pki, f"sqlite:///{work / 'durable.db'}", work, threads=8, catalogue=None)
         durable = stack.enter_context(AppProcess(durable_gw, "durable")) if 16 in levels else None
+        # Warm every server first with as many clients as the widest level: each serving thread builds its
+        # own parser and schema validators on its first request, which is start-up, not throughput.
+        ports = [app.port, *(gw.port for gw in gateways.values()), *([durable.port] if durable else [])]
+        for port in ports:
+            run_load(target(pki, port), template, max(levels), 2, "warm-up")
         for c in levels:
             runs = [_measured(app.process.pid, target(pki, app.port), template, c, f"base{c}-before")]
             results: dict[str, tuple[LoadResult, float]] = {}
