@@ -603,11 +603,10 @@ def bench_growth(pki: ExamplePki, work: Path, figures: list[dict[str, Any]]) -> 
                 store.complete(c, Delivery(Kind.SUCCESS, "ok"), "bench", 0)
         return sorted(samples)[int(0.99 * (len(samples) - 1))]
 
-    stages = GROWTH_STAGES
     done = pending = 0
     next_stream = 0
     first: tuple[float, float] | None = None
-    for want_done, want_pending in stages:
+    for want_done, want_pending in GROWTH_STAGES:
         if want_done > done:
             fill_backlog(engine, want_done - done, "done", start=next_stream)
             next_stream += want_done - done
