@@ -8,11 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from gateway import migrate
 from gateway.certs import ExamplePki, generate_example_pki
+from gateway.db import make_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL")
@@ -54,3 +56,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'gateway.db'}"
+
+
+@pytest.fixture
+def migrated_engine(db_url: str) -> Iterator[Engine]:
+    """An engine on ``db_url`` with the schema from the migrations (room for a worker's threads)."""
+    engine = make_engine(db_url, pool_size=6)
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()

@@ -4,14 +4,11 @@ dead letters, operator actions, breakers, and a ten-minute outage simulated in m
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import Engine, select, text
 
-from gateway import migrate
-from gateway.db import make_engine
 from outbox import BreakerPolicy, Delivery, Kind, NewMessage, OutboxStore, RetryPolicy, enqueue
 from outbox.schema import outbox_message
 
@@ -28,11 +25,8 @@ class Clock:
 
 
 @pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    eng = make_engine(db_url, pool_size=2)
-    migrate.upgrade(eng)
-    yield eng
-    eng.dispose()
+def engine(migrated_engine: Engine) -> Engine:
+    return migrated_engine
 
 
 @pytest.fixture

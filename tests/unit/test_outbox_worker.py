@@ -6,13 +6,10 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, select
 
-from gateway import migrate
-from gateway.db import make_engine
 from outbox import Delivery, EndpointSpec, Kind, NewMessage, OutboxStore, SoapTransport, Worker, enqueue
 from outbox.schema import outbox_message
 from outbox.store import Claimed
@@ -39,11 +36,8 @@ class Recording(SoapTransport):
 
 
 @pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    eng = make_engine(db_url, pool_size=6)
-    migrate.upgrade(eng)
-    yield eng
-    eng.dispose()
+def engine(migrated_engine: Engine) -> Engine:
+    return migrated_engine
 
 
 def fill(engine: Engine, cases: int, per_case: int) -> None:
