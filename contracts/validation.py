@@ -1,7 +1,9 @@
 """Payload validation against the contract schemas, with one ``lxml.etree.XMLSchema`` per thread.
 
 A schema object shared between threads answers valid/invalid correctly but garbles its error log under load,
-so every thread builds its own (about 0.4 ms, once). Error messages returned here describe the schema rule
+so every thread builds its own (about 0.4 ms, once). Building is serialised: libxml2's schema parser is not
+safe to run in two threads at once (concurrent builds fail with XMLSchemaParseError, which answered the first
+burst of requests after a start with server faults). Error messages returned here describe the schema rule
 that failed and the element path; they never echo element text, which may be health data.
 """
 
@@ -15,6 +17,8 @@ from lxml import etree
 from contracts.registry import Contract
 
 __all__ = ["SchemaValidator"]
+
+_BUILDING = threading.Lock()  # one schema build at a time in the process, whichever validator asks
 
 _ELEMENT = re.compile(r"^Element '([^']+)'")
 # Content-model errors name elements only (XML names cannot hold an apostrophe or a value), so their
@@ -60,7 +64,8 @@ class SchemaValidator:
         schema = cache.get(contract.operation)
         if schema is None:
             parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-            schema = etree.XMLSchema(etree.parse(str(contract.schema_file), parser))
+            with _BUILDING:
+                schema = etree.XMLSchema(etree.parse(str(contract.schema_file), parser))
             cache[contract.operation] = schema
         return schema
 
