@@ -7,6 +7,10 @@ column types' bind processors, and executes on the driver cursor of the caller's
 it joins that connection's transaction. Only simple statements belong here: inserts, and selects that
 return plain values. It lives in ``contracts`` (the bottom of the dependency graph, like the shared
 metadata) so that ``gateway`` and ``outbox`` can both use it.
+
+``PreparedRows`` inserts the rows of many requests in one statement. Their values are bound (converted by
+the column types) by each request's own thread beforehand, so the one thread that runs a group commit's
+batch does little more than the statement (see ``gateway.groupcommit``).
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Table, bindparam
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import BindParameter
 
-__all__ = ["Prepared"]
+__all__ = ["Prepared", "PreparedRows"]
 
 
 class _Compiled:
@@ -87,14 +92,7 @@ class Prepared:
             cursor.close()
             # the same exception classes as SQLAlchemy's own execution (IntegrityError, OperationalError),
             # without the parameters in the message: they hold health data
-            raise DBAPIError.instance(
-                compiled.sql,
-                None,
-                exc,
-                conn.dialect.loaded_dbapi.Error,
-                hide_parameters=True,
-                dialect=conn.dialect,
-            ) from exc
+            raise _dbapi_error(conn, compiled.sql, exc) from exc
         return cursor
 
     def run(self, conn: Connection, params: Mapping[str, Any]) -> None:
@@ -109,3 +107,87 @@ class Prepared:
         finally:
             cursor.close()
         return None if row is None else row[0]
+
+
+def _dbapi_error(conn: Connection, sql: str, exc: Exception) -> Exception:
+    return DBAPIError.instance(
+        sql, None, exc, conn.dialect.loaded_dbapi.Error, hide_parameters=True, dialect=conn.dialect
+    )
+
+
+class PreparedRows:
+    """``INSERT INTO table (columns) VALUES (...), (...), ...``: any number of rows in one statement.
+
+    ``build(dialect_name, values)`` makes the statement from ``values``, one mapping of column name to bind
+    parameter per row (so a caller can add ``ON CONFLICT`` and ``RETURNING``). It is compiled once per
+    dialect and row count. ``bind`` turns one row into the values the driver gets, in column order: callers
+    do that before they queue for the write lock.
+    """
+
+    def __init__(
+        self,
+        table: Table,
+        columns: Sequence[str],
+        build: Callable[[str, list[dict[str, BindParameter[Any]]]], ClauseElement] | None = None,
+    ) -> None:
+        self.table = table
+        # in the table's order, which is the order the compiled statement takes them in
+        wanted = set(columns)
+        self.columns = tuple(c.name for c in table.c if c.name in wanted)
+        assert len(self.columns) == len(wanted), "a column that is not in the table"
+        self.build = build
+        self._processors: dict[str, tuple[Callable[[Any], Any] | None, ...]] = {}
+        self._compiled: dict[tuple[str, int], tuple[str, bool]] = {}
+
+    def index(self, column: str) -> int:
+        """Where ``column`` sits in a bound row."""
+        return self.columns.index(column)
+
+    def bind(self, dialect: Dialect, row: Mapping[str, Any]) -> list[Any]:
+        processors = self._processors.get(dialect.name)
+        if processors is None:
+            processors = self._processors[dialect.name] = tuple(
+                self.table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.columns
+            )
+        return [
+            value if process is None or value is None else process(value)
+            for process, value in zip(processors, (row[name] for name in self.columns), strict=True)
+        ]
+
+    def _statement(self, dialect: Dialect, count: int) -> tuple[str, bool]:
+        found = self._compiled.get((dialect.name, count))
+        if found is None:
+            values: list[dict[str, BindParameter[Any]]] = [
+                {name: bindparam(f"{name}__{i}") for name in self.columns} for i in range(count)
+            ]
+            statement = (
+                self.build(dialect.name, values)
+                if self.build is not None
+                else self.table.insert().values(values)
+            )
+            compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+            names = [f"{name}__{i}" for i in range(count) for name in self.columns]
+            if compiled.positional:
+                # the rows' values are handed over flat, row after row: that must be the statement's order
+                assert list(compiled.positiontup or ()) == names, "unexpected parameter order"
+            found = self._compiled[(dialect.name, count)] = (str(compiled), bool(compiled.positional))
+        return found
+
+    def execute(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> Any:
+        """Insert ``rows`` (each from ``bind``) on ``conn``'s driver connection; returns the DBAPI cursor."""
+        sql, positional = self._statement(conn.dialect, len(rows))
+        if positional:
+            params: Any = [value for row in rows for value in row]
+        else:
+            params = {
+                f"{name}__{i}": value
+                for i, row in enumerate(rows)
+                for name, value in zip(self.columns, row, strict=True)
+            }
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, params)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            cursor.close()
+            raise _dbapi_error(conn, sql, exc) from exc
+        return cursor

@@ -13,21 +13,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from lxml import etree
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select, update
 
 from contracts import registercase, updatecase
 from contracts.model import parse_date
-from contracts.statements import Prepared
 from gateway.cases import STATUS_BY_UPDATE, age_at, case_record, local
-from gateway.inbox import Outcome, inbox_message
+from gateway.inbox import NewCase, Outcome, inbox_message
 from outbox import NewMessage, enqueue, now_ms
 from routing import Decision, RoutingHolder
 from routing.errors import DecisionError
 
 __all__ = ["CaseFlow", "Redirect"]
-
-
-_INSERT_CASE = Prepared(insert(case_record), column_keys=[c.name for c in case_record.c])
 
 
 def _payload_bytes(payload: etree._Element) -> bytes:
@@ -79,62 +75,61 @@ class CaseFlow:
         enqueue(conn, message, self.clock(), new_stream=new_stream)
 
     # -- RegisterCase ---------------------------------------------------------------------------------------
-    def after_register(
+    def new_case(
         self,
         req: registercase.RegisterCase,
         decision: Decision,
         correlation_id: str,
         consumer: str,
         logical_address: str,
-    ) -> Callable[[Connection, int, bytes], None]:
-        def then(conn: Connection, inbox_id: int, payload: bytes) -> None:
-            now = datetime.now(UTC)
-            submitted = local(req.submitted_at)
-            incident = req.incident
-            _INSERT_CASE.run(
-                conn,
-                {
-                    "case_id": req.case_id,
-                    "category": req.case_category,
-                    "recipient_type": req.recipient_type,
-                    "recipient_unit": req.recipient_unit.unit_id,
-                    "concerned_unit": incident.concerned_unit.unit_id if incident.concerned_unit else None,
-                    "handling_unit": req.recipient_unit.unit_id,
-                    "subject_age": age_at(req.subject_person_id, submitted.date()),
-                    "subject_gender": req.subject_gender.code if req.subject_gender else None,
-                    "main_problem": incident.main_problem.code if incident.main_problem else None,
-                    "sub_problem": incident.sub_problem.code if incident.sub_problem else None,
-                    "experienced_problem": (
-                        incident.experienced_problem.code if incident.experienced_problem else None
-                    ),
-                    "business_area": incident.business_area.code if incident.business_area else None,
-                    "event_date": parse_date(incident.event_date),
-                    "submitted_at": submitted,
-                    "received_at": now,
-                    "status": "REGISTERED",
-                    "route_target": decision.target,
-                    "receiving_system": _receiver(decision),
-                    "routing_version": self.routing.table.version,
-                    "updated_at": now,
-                    "closed_at": None,
-                    "last_sequence": None,
-                },
-            )
-            if not decision.internal:
-                self._send(
-                    conn,
-                    req.case_id,
-                    "RegisterCase",
-                    decision.target,
-                    logical_address,
-                    payload,
-                    correlation_id,
-                    f"RegisterCase:{inbox_id}:{decision.target}",
-                    consumer,
-                    new_stream=True,
-                )  # the case record was created just above
+    ) -> NewCase:
+        """The case record of a new case and, unless its unit is handled internally, its first delivery."""
+        now = datetime.now(UTC)
+        submitted = local(req.submitted_at)
+        incident = req.incident
+        record = {
+            "case_id": req.case_id,
+            "category": req.case_category,
+            "recipient_type": req.recipient_type,
+            "recipient_unit": req.recipient_unit.unit_id,
+            "concerned_unit": incident.concerned_unit.unit_id if incident.concerned_unit else None,
+            "handling_unit": req.recipient_unit.unit_id,
+            "subject_age": age_at(req.subject_person_id, submitted.date()),
+            "subject_gender": req.subject_gender.code if req.subject_gender else None,
+            "main_problem": incident.main_problem.code if incident.main_problem else None,
+            "sub_problem": incident.sub_problem.code if incident.sub_problem else None,
+            "experienced_problem": incident.experienced_problem.code
+            if incident.experienced_problem
+            else None,
+            "business_area": incident.business_area.code if incident.business_area else None,
+            "event_date": parse_date(incident.event_date),
+            "submitted_at": submitted,
+            "received_at": now,
+            "status": "REGISTERED",
+            "route_target": decision.target,
+            "receiving_system": _receiver(decision),
+            "routing_version": self.routing.table.version,
+            "updated_at": now,
+            "closed_at": None,
+            "last_sequence": None,
+        }
+        if decision.internal:
+            return NewCase(record)
+        target = decision.target
 
-        return then
+        def delivery(payload: bytes) -> NewMessage:
+            return NewMessage(
+                req.case_id,
+                "RegisterCase",
+                target,
+                logical_address,
+                payload,
+                correlation_id,
+                "",  # made from the inbox id by the key below
+                consumer,
+            )
+
+        return NewCase(record, delivery, lambda inbox_id: f"RegisterCase:{inbox_id}:{target}", self.clock())
 
     # -- UpdateCase -----------------------------------------------------------------------------------------
     def check_update(

@@ -15,6 +15,12 @@ any unit of a batch raises, or the commit fails, the batch is rolled back and ea
 in a transaction of its own (on a fresh connection from the pool), so one bad request cannot fail or hold
 back the others, and a connection broken while idle costs no request. Nothing is
 acknowledged before the transaction that holds it has committed.
+
+Units of the same kind can also share their statements: ``run_shared(shared, item)`` queues ``item`` for
+``shared``, a function that stores a whole list of items with one statement per table and returns one
+result per item. A batch runs its plain units first, then each shared function once with all its items.
+The leader takes its batch only once this process holds the database's write lock (see ``WriterLock``), so
+requests that arrive while another process writes join the batch instead of waiting for the next one.
 """
 
 from __future__ import annotations
@@ -30,13 +36,23 @@ from gateway.db import WriterLock
 __all__ = ["GroupCommit"]
 
 T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741 - the item type of a shared unit
+#: stores a list of items in the caller's transaction, one result per item in the same order
+Shared = Callable[[Connection, list[I]], list[T]]
 
 
 class _Unit(Generic[T]):
-    __slots__ = ("done", "error", "lead", "value", "work")
+    __slots__ = ("done", "error", "item", "lead", "shared", "value", "work")
 
-    def __init__(self, work: Callable[[Connection], T]) -> None:
+    def __init__(
+        self,
+        work: Callable[[Connection], T] | None,
+        shared: Shared[Any, T] | None = None,
+        item: Any = None,
+    ) -> None:
         self.work = work
+        self.shared = shared
+        self.item = item
         self.done = threading.Event()
         self.lead = False
         self.value: T | None = None
@@ -65,7 +81,13 @@ class GroupCommit:
 
     def run(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in a committed transaction (possibly shared) and return its result or raise."""
-        unit: _Unit[T] = _Unit(work)
+        return self._submit(_Unit(work))
+
+    def run_shared(self, shared: Shared[I, T], item: I) -> T:
+        """Store ``item`` with ``shared`` together with the other items for it in the batch; its result."""
+        return self._submit(_Unit(None, shared, item))
+
+    def _submit(self, unit: _Unit[T]) -> T:
         with self._lock:
             self._queue.append(unit)
             follower = self._leading
@@ -78,10 +100,12 @@ class GroupCommit:
         return unit.outcome()
 
     def _lead(self) -> None:
-        with self._lock:
-            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+        batch: list[_Unit[Any]] = []
         try:
-            self._execute(batch)
+            with self.writer_lock:
+                with self._lock:
+                    batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+                self._execute(batch)
         finally:
             with self._lock:
                 if self._queue:
@@ -98,9 +122,8 @@ class GroupCommit:
             conn = self._conn
             if conn is None or conn.closed or conn.invalidated:
                 conn = self._conn = self.engine.connect()
-            with self.writer_lock, conn.begin():
-                for unit in batch:
-                    unit.value = unit.work(conn)
+            with conn.begin():
+                self._run_units(conn, batch)
             self.batches += 1
             self.units += len(batch)
             return
@@ -111,13 +134,27 @@ class GroupCommit:
         for unit in batch:  # each again on its own, so only a faulty one fails
             unit.value = unit.error = None
             try:
-                with self.writer_lock, self.engine.begin() as conn:
-                    unit.value = unit.work(conn)
+                with self.engine.begin() as conn:
+                    self._run_units(conn, [unit])
                 self.batches += 1
                 self.units += 1
             except BaseException as exc:  # noqa: BLE001 - the unit's own error, raised in its thread
                 unit.value = None
                 unit.error = exc
+
+    @staticmethod
+    def _run_units(conn: Connection, units: list[_Unit[Any]]) -> None:
+        shared: dict[Shared[Any, Any], list[_Unit[Any]]] = {}
+        for unit in units:
+            if unit.work is not None:
+                unit.value = unit.work(conn)
+            else:
+                assert unit.shared is not None
+                shared.setdefault(unit.shared, []).append(unit)
+        for store, members in shared.items():
+            results = store(conn, [unit.item for unit in members])
+            for unit, value in zip(members, results, strict=True):
+                unit.value = value
 
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None

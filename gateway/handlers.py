@@ -204,7 +204,7 @@ class Handlers:
             self._register_rules(req, ctx)
         except RuleViolation as rule:
             return self._error(ctx, registercase.build_response, "INVALID_REQUEST", rule)
-        outcome = self.inbox.accept(
+        outcome = self.inbox.register(
             InboxMessage(
                 operation="RegisterCase",
                 idempotency_key=req.case_id,
@@ -219,9 +219,7 @@ class Handlers:
                 route_address=decision.matched_address,
                 routing_version=self.routing.table.version,
             ),
-            then=self.flow.after_register(
-                req, decision, ctx.correlation_id, self._origin(ctx), ctx.logical_address
-            ),
+            self.flow.new_case(req, decision, ctx.correlation_id, self._origin(ctx), ctx.logical_address),
         )
         return self._outcome(ctx, registercase.build_response, outcome, "caseId")
 

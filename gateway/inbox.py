@@ -36,8 +36,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from contracts.db import metadata
-from contracts.statements import Prepared
+from contracts.statements import Prepared, PreparedRows
+from gateway.cases import case_record
 from gateway.groupcommit import GroupCommit
+from outbox.store import FIRST_MESSAGES, NewMessage, first_message
 
 __all__ = ["Inbox", "InboxMessage", "Outcome", "content_hash", "inbox_message"]
 
@@ -91,6 +93,27 @@ def _insert_new(dialect: str) -> Any:
 _INSERT = Prepared(_insert_new, column_keys=_COLUMNS)
 
 
+def _insert_rows(dialect: str, values: list[dict[str, Any]]) -> Any:
+    """New cases of a batch in one INSERT; the keys that come back are the rows stored (any order)."""
+    construct = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        construct(inbox_message)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["operation", "idempotency_key"])
+        .returning(inbox_message.c.id, inbox_message.c.idempotency_key)
+    )
+
+
+_INSERT_ROWS = PreparedRows(inbox_message, _COLUMNS, _insert_rows)
+_CASE_ROWS = PreparedRows(case_record, [c.name for c in case_record.c])
+_OUTBOX_KEY = FIRST_MESSAGES.index("idempotency_key")
+_REGISTERED = (
+    select(inbox_message.c.idempotency_key, inbox_message.c.content_hash)
+    .where(inbox_message.c.operation == "RegisterCase")
+    .where(inbox_message.c.idempotency_key.in_(bindparam("b_keys", expanding=True)))
+)
+
+
 class Outcome(enum.Enum):
     STORED = "stored"
     DUPLICATE = "duplicate"
@@ -119,6 +142,31 @@ class InboxMessage:
     routing_version: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class NewCase:
+    """What follows from a new case besides its inbox row: its case record and its first delivery.
+
+    ``delivery`` makes the first outbox message from the stored payload; None for a unit handled in the
+    gateway's own case desk. Its idempotency key is made by ``delivery_key`` from the inbox row's id, known
+    once the row is stored.
+    """
+
+    record: dict[str, Any]
+    delivery: Callable[[bytes], NewMessage] | None = None
+    delivery_key: Callable[[int], str] | None = None
+    at_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Bound:
+    key: str
+    digest: str
+    inbox: list[Any]
+    record: list[Any]
+    delivery: list[Any] | None
+    delivery_key: Callable[[int], str] | None
+
+
 def content_hash(payload: etree._Element, logical_address: str) -> str:
     """Hash of what makes two submissions "the same": the canonical payload and its address."""
     canonical = etree.tostring(payload, method="c14n", exclusive=True, with_comments=False)
@@ -132,6 +180,96 @@ class Inbox:
 
     def close(self) -> None:
         self.commits.close()
+
+    def register(self, message: InboxMessage, case: NewCase) -> Outcome:
+        """Store a new case (``message`` is its RegisterCase, keyed by caseId) with what follows from it.
+
+        The same as ``accept`` with a ``then`` that inserts ``case``, but the rows are bound here, in the
+        request's thread, and the cases of one group commit are inserted with one statement per table.
+        """
+        digest = content_hash(message.payload, message.logical_address)
+        payload = etree.tostring(message.payload, encoding="UTF-8", xml_declaration=False)
+        dialect = self.engine.dialect
+        delivery = None
+        if case.delivery is not None:
+            delivery = FIRST_MESSAGES.bind(dialect, first_message(case.delivery(payload), case.at_ms))
+        bound = _Bound(
+            message.idempotency_key,
+            digest,
+            _INSERT_ROWS.bind(dialect, self._row(message, digest, payload)),
+            _CASE_ROWS.bind(dialect, case.record),
+            delivery,
+            case.delivery_key,
+        )
+        try:
+            return self.commits.run_shared(self._store_new, bound)
+        except IntegrityError:
+            existing = self._existing_hash(message)
+            if existing is None:
+                raise
+            return Outcome.DUPLICATE if existing == digest else Outcome.CONFLICT
+
+    @staticmethod
+    def _store_new(conn: Connection, cases: list[_Bound]) -> list[Outcome]:
+        first: dict[str, _Bound] = {}
+        for case in cases:
+            first.setdefault(case.key, case)
+        cursor = _INSERT_ROWS.execute(conn, [first[key].inbox for key in sorted(first)])
+        try:
+            ids: dict[str, int] = {key: int(row_id) for row_id, key in cursor.fetchall()}
+        finally:
+            cursor.close()
+        taken = [key for key in first if key not in ids]
+        stored: dict[str, str] = {}
+        if taken:
+            stored = {
+                row.idempotency_key: row.content_hash for row in conn.execute(_REGISTERED, {"b_keys": taken})
+            }
+        outcomes: list[Outcome] = []
+        records: list[tuple[str, list[Any]]] = []
+        deliveries: list[tuple[str, list[Any]]] = []
+        for case in cases:
+            key = case.key
+            if key in ids and first[key] is case:
+                outcomes.append(Outcome.STORED)
+                records.append((key, case.record))
+                if case.delivery is not None and case.delivery_key is not None:
+                    row = list(case.delivery)
+                    row[_OUTBOX_KEY] = case.delivery_key(ids[key])
+                    deliveries.append((key, row))
+                continue
+            existing = first[key].digest if key in ids else stored.get(key)
+            if existing is None:  # taken, yet not there: let the batch run again, each case on its own
+                raise IntegrityError("inbox", None, Exception("key taken by an invisible row"))
+            outcomes.append(Outcome.DUPLICATE if existing == case.digest else Outcome.CONFLICT)
+        # rows go in in key order, as the inbox rows above: two PostgreSQL transactions inserting the
+        # same keys then wait for each other in one order and cannot deadlock
+        if records:
+            _CASE_ROWS.execute(conn, [row for _, row in sorted(records)]).close()
+        if deliveries:
+            FIRST_MESSAGES.execute(conn, [row for _, row in sorted(deliveries)]).close()
+        return outcomes
+
+    @staticmethod
+    def _row(message: InboxMessage, digest: str, payload: bytes) -> dict[str, Any]:
+        return {
+            "operation": message.operation,
+            "idempotency_key": message.idempotency_key,
+            "case_id": message.case_id,
+            "message_id": message.message_id,
+            "sequence_number": message.sequence_number,
+            "logical_address": message.logical_address,
+            "consumer_hsa_id": message.consumer_hsa_id,
+            "original_consumer_hsa_id": message.original_consumer_hsa_id,
+            "correlation_id": message.correlation_id,
+            "log_id": message.log_id,
+            "content_hash": digest,
+            "payload": payload,
+            "received_at": datetime.now(UTC),
+            "route_target": message.route_target,
+            "route_address": message.route_address,
+            "routing_version": message.routing_version,
+        }
 
     def _existing_hash(self, message: InboxMessage) -> str | None:
         with self.engine.begin() as conn:
@@ -155,24 +293,7 @@ class Inbox:
         """
         digest = content_hash(message.payload, message.logical_address)
         payload = etree.tostring(message.payload, encoding="UTF-8", xml_declaration=False)
-        row = {
-            "operation": message.operation,
-            "idempotency_key": message.idempotency_key,
-            "case_id": message.case_id,
-            "message_id": message.message_id,
-            "sequence_number": message.sequence_number,
-            "logical_address": message.logical_address,
-            "consumer_hsa_id": message.consumer_hsa_id,
-            "original_consumer_hsa_id": message.original_consumer_hsa_id,
-            "correlation_id": message.correlation_id,
-            "log_id": message.log_id,
-            "content_hash": digest,
-            "payload": payload,
-            "received_at": datetime.now(UTC),
-            "route_target": message.route_target,
-            "route_address": message.route_address,
-            "routing_version": message.routing_version,
-        }
+        row = self._row(message, digest, payload)
         keys = {"b_operation": message.operation, "b_key": message.idempotency_key}
 
         def judge(existing: str | None) -> Outcome:

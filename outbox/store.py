@@ -48,11 +48,11 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from contracts.db import metadata
-from contracts.statements import Prepared
+from contracts.statements import Prepared, PreparedRows
 from outbox.policy import BreakerPolicy, Delivery, Kind, RetryPolicy
 from outbox.schema import outbox_attempt, outbox_destination, outbox_message
 
-__all__ = ["Claimed", "NewMessage", "OutboxStore", "enqueue", "now_ms"]
+__all__ = ["FIRST_MESSAGES", "Claimed", "NewMessage", "OutboxStore", "enqueue", "first_message", "now_ms"]
 
 m = outbox_message
 _earlier = outbox_message.alias("earlier")
@@ -108,24 +108,24 @@ _RETRY = (
     )
 )
 # enqueue runs on the request path: compiled once, run on the driver cursor (see contracts.statements)
-_ENQUEUE = Prepared(
-    insert(m).returning(m.c.id),
-    column_keys=[
-        "stream",
-        "seq",
-        "idempotency_key",
-        "operation",
-        "destination",
-        "logical_address",
-        "payload",
-        "correlation_id",
-        "original_consumer",
-        "status",
-        "dead_reason",
-        "next_attempt_ms",
-        "created_ms",
-    ],
-)
+_MESSAGE_COLUMNS = [
+    "stream",
+    "seq",
+    "idempotency_key",
+    "operation",
+    "destination",
+    "logical_address",
+    "payload",
+    "correlation_id",
+    "original_consumer",
+    "status",
+    "dead_reason",
+    "next_attempt_ms",
+    "created_ms",
+]
+_ENQUEUE = Prepared(insert(m).returning(m.c.id), column_keys=_MESSAGE_COLUMNS)
+#: the first messages of new streams (new cases), inserted together: rows from ``first_message``
+FIRST_MESSAGES = PreparedRows(m, _MESSAGE_COLUMNS)
 _FAILED = update(m).where(_FENCE).values(last_error=bindparam("b_error"))
 _DONE = (
     update(m)
@@ -222,6 +222,24 @@ class Claimed:
     lease_expiries: int = 0
 
 
+def _values(message: NewMessage, at_ms: int, seq: int, blocker: int | None = None) -> dict[str, Any]:
+    return {
+        "stream": message.stream,
+        "seq": seq,
+        "idempotency_key": message.idempotency_key,
+        "operation": message.operation,
+        "destination": message.destination,
+        "logical_address": message.logical_address,
+        "payload": message.payload,
+        "correlation_id": message.correlation_id,
+        "original_consumer": message.original_consumer,
+        "status": "dead" if blocker is not None else "pending",
+        "dead_reason": None if blocker is None else f"blocked: message {blocker} of this case is dead",
+        "next_attempt_ms": at_ms,
+        "created_ms": at_ms,
+    }
+
+
 def enqueue(conn: Connection, message: NewMessage, at_ms: int, *, new_stream: bool = False) -> int:
     """Add a message in the caller's transaction (the one that stores what it answers for).
 
@@ -230,25 +248,12 @@ def enqueue(conn: Connection, message: NewMessage, at_ms: int, *, new_stream: bo
     last, blocker = (
         (None, None) if new_stream else conn.execute(_STREAM_STATE, {"b_stream": message.stream}).one()
     )
-    key = _ENQUEUE.scalar(
-        conn,
-        {
-            "stream": message.stream,
-            "seq": (last or 0) + 1,
-            "idempotency_key": message.idempotency_key,
-            "operation": message.operation,
-            "destination": message.destination,
-            "logical_address": message.logical_address,
-            "payload": message.payload,
-            "correlation_id": message.correlation_id,
-            "original_consumer": message.original_consumer,
-            "status": "dead" if blocker is not None else "pending",
-            "dead_reason": None if blocker is None else f"blocked: message {blocker} of this case is dead",
-            "next_attempt_ms": at_ms,
-            "created_ms": at_ms,
-        },
-    )
-    return int(key)
+    return int(_ENQUEUE.scalar(conn, _values(message, at_ms, (last or 0) + 1, blocker)))
+
+
+def first_message(message: NewMessage, at_ms: int) -> dict[str, Any]:
+    """The values of the first message of a new stream, for ``FIRST_MESSAGES`` (bind them first)."""
+    return _values(message, at_ms, 1)
 
 
 @dataclass

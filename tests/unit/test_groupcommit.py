@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from contracts.statements import Prepared
+from contracts.statements import Prepared, PreparedRows
 from gateway.db import WriterLock, make_engine
 from gateway.groupcommit import GroupCommit
 
@@ -36,6 +36,10 @@ item = Table(
     Column("at", DateTime(timezone=True), nullable=True),
 )
 _INSERT = Prepared(insert(item).returning(item.c.id), column_keys=["key", "at"])
+# columns named out of the table's order on purpose: rows are bound in the table's order
+_ROWS = PreparedRows(
+    item, ["at", "key"], lambda _dialect, values: insert(item).values(values).returning(item.c.key)
+)
 
 
 @pytest.fixture
@@ -70,6 +74,99 @@ def test_prepared_maps_driver_errors_without_parameters(engine: Engine) -> None:
         _INSERT.execute(conn, {"key": "secret-value", "at": None})
     # the statement's parameters are not repeated in the message (PostgreSQL's own detail may name the key)
     assert "[parameters:" not in str(caught.value)
+
+
+def test_prepared_rows_insert_many_rows_in_one_statement(engine: Engine) -> None:
+    when = datetime(2026, 11, 27, 10, 30, tzinfo=UTC)
+    assert _ROWS.columns == ("key", "at") and _ROWS.index("at") == 1  # noqa: PT018
+    rows = [_ROWS.bind(engine.dialect, {"key": f"r{n}", "at": when if n % 2 else None}) for n in range(5)]
+    with engine.begin() as conn:
+        cursor = _ROWS.execute(conn, rows)
+        assert sorted(key for (key,) in cursor.fetchall()) == [f"r{n}" for n in range(5)]
+        cursor.close()
+        _ROWS.execute(conn, [_ROWS.bind(engine.dialect, {"key": "single", "at": None})]).close()
+    assert keys(engine) == ["r0", "r1", "r2", "r3", "r4", "single"]
+    with engine.connect() as conn:
+        stored = conn.execute(select(item.c.at).where(item.c.key == "r1")).scalar_one()
+    assert stored.replace(tzinfo=None) == when.replace(tzinfo=None)
+    with pytest.raises(IntegrityError) as caught, engine.begin() as conn:
+        _ROWS.execute(conn, [_ROWS.bind(engine.dialect, {"key": "secret-key", "at": None})] * 2)
+    assert "[parameters:" not in str(caught.value)
+
+
+def _queue_behind_a_blocker(commits: GroupCommit, submits: list[threading.Thread]) -> list[threading.Thread]:
+    """Start ``submits`` while a leader holds its transaction open, so that they form one batch."""
+    ready, release = threading.Event(), threading.Event()
+
+    def blocker(conn: Connection) -> None:
+        ready.set()
+        release.wait(10)
+
+    leader = threading.Thread(target=commits.run, args=(blocker,))
+    leader.start()
+    ready.wait(10)
+    for t in submits:
+        t.start()
+    while len(commits._queue) < len(submits):
+        threading.Event().wait(0.01)
+    release.set()
+    return [leader, *submits]
+
+
+def test_shared_units_of_a_batch_are_stored_by_one_call(engine: Engine) -> None:
+    commits = GroupCommit(engine)
+    calls: list[list[str]] = []
+
+    def store(conn: Connection, items: list[str]) -> list[str]:
+        calls.append(list(items))
+        cursor = _ROWS.execute(conn, [_ROWS.bind(engine.dialect, {"key": key, "at": None}) for key in items])
+        cursor.close()
+        return [f"stored {key}" for key in items]
+
+    results: dict[str, object] = {}
+    submits = [
+        threading.Thread(target=lambda k=f"s{n}": results.setdefault(k, commits.run_shared(store, k)))
+        for n in range(6)
+    ]
+    submits.append(
+        threading.Thread(
+            target=lambda: results.setdefault(
+                "plain", commits.run(lambda c: _INSERT.scalar(c, {"key": "p", "at": None}))
+            )
+        )
+    )
+    for t in _queue_behind_a_blocker(commits, submits):
+        t.join(10)
+    assert len(calls) == 1 and sorted(calls[0]) == [f"s{n}" for n in range(6)]  # noqa: PT018
+    assert all(results[f"s{n}"] == f"stored s{n}" for n in range(6))  # each caller gets its own result
+    assert isinstance(results["plain"], int)
+    assert keys(engine) == ["p", *(f"s{n}" for n in range(6))]
+    assert commits.batches == 2  # the blocker's, then all seven together
+
+
+def test_a_failing_shared_batch_is_stored_again_item_by_item(engine: Engine) -> None:
+    commits = GroupCommit(engine)
+    with engine.begin() as conn:
+        _INSERT.execute(conn, {"key": "taken", "at": None}).close()
+
+    def store(conn: Connection, items: list[str]) -> list[str]:
+        _ROWS.execute(conn, [_ROWS.bind(engine.dialect, {"key": key, "at": None}) for key in items]).close()
+        return items
+
+    outcomes: dict[str, object] = {}
+
+    def submit(key: str) -> None:
+        try:
+            outcomes[key] = commits.run_shared(store, key)
+        except IntegrityError as exc:
+            outcomes[key] = exc
+
+    submits = [threading.Thread(target=submit, args=(k,)) for k in ("ok-1", "taken", "ok-2")]
+    for t in _queue_behind_a_blocker(commits, submits):
+        t.join(10)
+    assert isinstance(outcomes["taken"], IntegrityError)
+    assert (outcomes["ok-1"], outcomes["ok-2"]) == ("ok-1", "ok-2")
+    assert keys(engine) == ["ok-1", "ok-2", "taken"]
 
 
 def test_one_unit_at_a_time_is_one_transaction_each(engine: Engine) -> None:
