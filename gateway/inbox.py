@@ -187,6 +187,8 @@ class Inbox:
         The same as ``accept`` with a ``then`` that inserts ``case``, but the rows are bound here, in the
         request's thread, and the cases of one group commit are inserted with one statement per table.
         """
+        if message.operation != "RegisterCase":  # the batch judges repeats among stored RegisterCases
+            raise ValueError(f"register stores RegisterCase messages, not {message.operation}")
         digest = content_hash(message.payload, message.logical_address)
         payload = etree.tostring(message.payload, encoding="UTF-8", xml_declaration=False)
         dialect = self.engine.dialect
