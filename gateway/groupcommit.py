@@ -99,13 +99,26 @@ class GroupCommit:
         self._lead()
         return unit.outcome()
 
+    def _take(self) -> list[_Unit[Any]]:
+        with self._lock:
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+        return batch
+
     def _lead(self) -> None:
         batch: list[_Unit[Any]] = []
         try:
-            with self.writer_lock:
-                with self._lock:
-                    batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+            try:
+                self.writer_lock.__enter__()
+            except BaseException as exc:  # noqa: BLE001 - the batch fails with it, and every unit hears so
+                batch = self._take()
+                for unit in batch:
+                    unit.error = exc
+                return
+            try:
+                batch = self._take()
                 self._execute(batch)
+            finally:
+                self.writer_lock.__exit__()
         finally:
             with self._lock:
                 if self._queue:

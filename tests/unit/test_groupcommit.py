@@ -142,6 +142,7 @@ def test_shared_units_of_a_batch_are_stored_by_one_call(engine: Engine) -> None:
     assert isinstance(results["plain"], int)
     assert keys(engine) == ["p", *(f"s{n}" for n in range(6))]
     assert commits.batches == 2  # the blocker's, then all seven together
+    commits.close()
 
 
 def test_a_failing_shared_batch_is_stored_again_item_by_item(engine: Engine) -> None:
@@ -167,6 +168,7 @@ def test_a_failing_shared_batch_is_stored_again_item_by_item(engine: Engine) -> 
     assert isinstance(outcomes["taken"], IntegrityError)
     assert (outcomes["ok-1"], outcomes["ok-2"]) == ("ok-1", "ok-2")
     assert keys(engine) == ["ok-1", "ok-2", "taken"]
+    commits.close()
 
 
 def test_one_unit_at_a_time_is_one_transaction_each(engine: Engine) -> None:
@@ -276,4 +278,24 @@ def test_a_connection_broken_while_idle_costs_no_request(engine: Engine) -> None
         held.connection.driver_connection.close()  # type: ignore[union-attr]
     assert commits.run(lambda conn: _INSERT.scalar(conn, {"key": "after", "at": None})) > 0
     assert keys(engine) == ["after", "before"]
+    commits.close()
+
+
+def test_a_writers_lock_that_cannot_be_taken_fails_the_batch_and_blocks_nobody(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commits = GroupCommit(engine)
+    failures = iter([OSError("no lock file")])
+
+    def enter() -> None:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+
+    monkeypatch.setattr(commits.writer_lock, "__enter__", enter)
+    with pytest.raises(OSError, match="no lock file"):
+        commits.run(lambda conn: _INSERT.scalar(conn, {"key": "refused", "at": None}))
+    # the failed leader left nothing behind: the next request leads and lands
+    assert commits.run(lambda conn: _INSERT.scalar(conn, {"key": "after", "at": None})) > 0
+    assert keys(engine) == ["after"]
     commits.close()

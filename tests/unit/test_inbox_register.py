@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
+import pytest
 from lxml import etree
 from sqlalchemy import Connection, Engine, select
 
@@ -13,6 +15,13 @@ from gateway.cases import case_record
 from gateway.inbox import Inbox, InboxMessage, NewCase, Outcome, inbox_message
 from outbox import NewMessage
 from outbox.schema import outbox_message
+
+
+@pytest.fixture
+def inbox(migrated_engine: Engine) -> Iterator[Inbox]:
+    inbox = Inbox(migrated_engine)
+    yield inbox
+    inbox.close()  # the leaders' connection goes back before the engine is disposed
 
 
 def message(case_id: str, text: str = "same") -> InboxMessage:
@@ -71,7 +80,7 @@ def new_case(case_id: str, *, internal: bool = False) -> NewCase:
 def register_in_one_batch(
     inbox: Inbox, submissions: list[tuple[str, InboxMessage, NewCase]]
 ) -> dict[str, Any]:
-    """Submit all at once while a leader holds its transaction open, so that they form one batch."""
+    """Queue all, in order, while a leader holds its transaction open, so that they form one batch."""
     ready, release = threading.Event(), threading.Event()
     outcomes: dict[str, Any] = {}
 
@@ -89,18 +98,17 @@ def register_in_one_batch(
     leader.start()
     ready.wait(10)
     threads = [threading.Thread(target=submit, args=s) for s in submissions]
-    for t in threads:
-        t.start()
-    while len(inbox.commits._queue) < len(submissions):
-        threading.Event().wait(0.01)
+    for queued, t in enumerate(threads, 1):
+        t.start()  # one after the other: the batch keeps the order of ``submissions``
+        while len(inbox.commits._queue) < queued:
+            threading.Event().wait(0.005)
     release.set()
     for t in [leader, *threads]:
         t.join(10)
     return outcomes
 
 
-def test_new_duplicate_and_conflicting_cases_in_one_batch(migrated_engine: Engine) -> None:
-    inbox = Inbox(migrated_engine)
+def test_new_duplicate_and_conflicting_cases_in_one_batch(inbox: Inbox, migrated_engine: Engine) -> None:
     assert inbox.register(message("OLD-1"), new_case("OLD-1")) is Outcome.STORED
     batches_before = inbox.commits.batches
     outcomes = register_in_one_batch(
@@ -142,8 +150,7 @@ def test_new_duplicate_and_conflicting_cases_in_one_batch(migrated_engine: Engin
     assert b"<text>same</text>" in bytes(payload)  # the first submission's content, as stored
 
 
-def test_a_case_whose_record_cannot_be_stored_fails_alone(migrated_engine: Engine) -> None:
-    inbox = Inbox(migrated_engine)
+def test_a_case_whose_record_cannot_be_stored_fails_alone(inbox: Inbox, migrated_engine: Engine) -> None:
     broken = new_case("BAD-1")
     broken.record["category"] = None  # NOT NULL: the batch's insert fails, then this case on its own
     outcomes = register_in_one_batch(
