@@ -59,8 +59,6 @@ class CaseFlow:
         correlation_id: str,
         idempotency_key: str,
         consumer: str,
-        *,
-        new_stream: bool = False,
     ) -> None:
         message = NewMessage(
             case_id,
@@ -72,7 +70,7 @@ class CaseFlow:
             idempotency_key,
             consumer,
         )
-        enqueue(conn, message, self.clock(), new_stream=new_stream)
+        enqueue(conn, message, self.clock())
 
     # -- RegisterCase ---------------------------------------------------------------------------------------
     def new_case(

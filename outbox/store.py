@@ -240,14 +240,12 @@ def _values(message: NewMessage, at_ms: int, seq: int, blocker: int | None = Non
     }
 
 
-def enqueue(conn: Connection, message: NewMessage, at_ms: int, *, new_stream: bool = False) -> int:
+def enqueue(conn: Connection, message: NewMessage, at_ms: int) -> int:
     """Add a message in the caller's transaction (the one that stores what it answers for).
 
-    ``new_stream`` says the caller knows this is the first message of its case (saves a query).
+    The first message of a new case is stored by ``Inbox.register`` with ``FIRST_MESSAGES`` instead.
     """
-    last, blocker = (
-        (None, None) if new_stream else conn.execute(_STREAM_STATE, {"b_stream": message.stream}).one()
-    )
+    last, blocker = conn.execute(_STREAM_STATE, {"b_stream": message.stream}).one()
     return int(_ENQUEUE.scalar(conn, _values(message, at_ms, (last or 0) + 1, blocker)))
 
 
