@@ -203,13 +203,7 @@ class Inbox:
             delivery,
             case.delivery_key,
         )
-        try:
-            return self.commits.run_shared(self._store_new, bound)
-        except IntegrityError:
-            existing = self._existing_hash(message)
-            if existing is None:
-                raise
-            return Outcome.DUPLICATE if existing == digest else Outcome.CONFLICT
+        return self._committed(message, digest, lambda: self.commits.run_shared(self._store_new, bound))
 
     @staticmethod
     def _store_new(conn: Connection, cases: list[_Bound]) -> list[Outcome]:
@@ -273,6 +267,17 @@ class Inbox:
             "routing_version": message.routing_version,
         }
 
+    def _committed(self, message: InboxMessage, digest: str, store: Callable[[], Outcome]) -> Outcome:
+        """``store``'s outcome; if a concurrent submission with the same key committed first, judged
+        against what that one stored."""
+        try:
+            return store()
+        except IntegrityError:
+            existing = self._existing_hash(message)
+            if existing is None:
+                raise
+            return Outcome.DUPLICATE if existing == digest else Outcome.CONFLICT
+
     def _existing_hash(self, message: InboxMessage) -> str | None:
         with self.engine.begin() as conn:
             found: str | None = _EXISTING.scalar(
@@ -317,11 +322,4 @@ class Inbox:
                 then(conn, int(key), payload)
             return Outcome.STORED
 
-        try:
-            return self.commits.run(work)
-        except IntegrityError:
-            # A concurrent submission with the same key committed first: judge against what it stored.
-            existing = self._existing_hash(message)
-            if existing is None:
-                raise
-            return Outcome.DUPLICATE if existing == digest else Outcome.CONFLICT
+        return self._committed(message, digest, lambda: self.commits.run(work))
