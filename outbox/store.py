@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    BindParameter,
     Column,
     Connection,
     Engine,
@@ -293,7 +294,9 @@ class OutboxStore:
                 yield conn
 
     # -- claiming -------------------------------------------------------------------------------------------
-    def claim_query(self, now: int, limit: int, blocked: Iterable[str] = ()) -> Any:
+    def claim_query(
+        self, now: int | BindParameter[int], limit: int | BindParameter[int], blocked: Iterable[str] = ()
+    ) -> Any:
         """Due messages that are first in their stream, in the order of the partial index."""
         query = self._due(m, now, limit).add_columns(m.c.destination, m.c.lease_expiries)
         blocked = list(blocked)
@@ -342,19 +345,26 @@ class OutboxStore:
             .returning(*_CLAIMED)
         )
 
-    def _lease(self, which: Any, now: int, owner: str, token: str) -> Any:
+    @functools.cached_property
+    def _lease_statement(self) -> Any:
+        """Lease what ``_choose`` picked (built once). Parameters: b_ids, b_owner, b_token, b_expires."""
         return (
             update(m)
-            .where(which, m.c.status == "pending")
+            .where(m.c.id.in_(bindparam("b_ids", expanding=True)), m.c.status == "pending")
             .values(
                 status="inflight",
                 attempts=m.c.attempts + 1,
-                lease_owner=owner,
-                lease_token=token,
-                lease_expires_ms=now + self.lease_ms,
+                lease_owner=bindparam("b_owner"),
+                lease_token=bindparam("b_token"),
+                lease_expires_ms=bindparam("b_expires"),
             )
             .returning(*_CLAIMED)
         )
+
+    @functools.cached_property
+    def _choose_statement(self) -> Any:
+        """``claim_query`` with no destination left out, built once. Parameters: b_now, b_limit."""
+        return self.claim_query(bindparam("b_now"), bindparam("b_limit"))
 
     def claim(self, owner: str, limit: int, *, suspects: bool = True) -> list[Claimed]:
         """Lease up to ``limit`` messages to ``owner``; attempts are counted here, before the call.
@@ -392,7 +402,15 @@ class OutboxStore:
                     chosen = self._choose(conn, now, limit, allowance, suspects)
                     if not chosen:
                         return []
-                    claimed = conn.execute(self._lease(m.c.id.in_(chosen), now, owner, token)).all()
+                    claimed = conn.execute(
+                        self._lease_statement,
+                        {
+                            "b_ids": chosen,
+                            "b_owner": owner,
+                            "b_token": token,
+                            "b_expires": now + self.lease_ms,
+                        },
+                    ).all()
         except IntegrityError:
             return []  # another worker took a message of the same stream first; the next poll retries
         return [
@@ -420,7 +438,10 @@ class OutboxStore:
     ) -> list[int]:
         """The messages to lease, picked here: a suspect alone, and no more than a breaker allows."""
         blocked = [d for d, a in allowance.items() if a is not None and a <= 0]
-        rows = conn.execute(self.claim_query(now, limit * 2, blocked)).all()
+        if blocked:  # a breaker is open: rare, so this statement is built each time
+            rows = conn.execute(self.claim_query(now, limit * 2, blocked)).all()
+        else:
+            rows = conn.execute(self._choose_statement, {"b_now": now, "b_limit": limit * 2}).all()
         chosen: list[int] = []
         for row in rows:
             if row.lease_expiries:

@@ -257,13 +257,15 @@ def test_one_statement_claim_leaves_suspects_to_a_claim_of_their_own(engine: Eng
     assert [(c.id, c.lease_expiries) for c in again] == [(suspect, 1)]
 
 
-def test_one_statement_claim_follows_the_partial_index(engine: Engine, clock: Clock) -> None:
+@pytest.mark.parametrize("statement", ["claim_statement", "_choose_statement"])
+def test_statements_built_once_follow_the_partial_index(engine: Engine, clock: Clock, statement: str) -> None:
+    """The one-statement claim and the pick of a claim that may take a suspect, with bound parameters."""
     store = make_store(engine, clock)
     for i in range(300):
         put(engine, clock, f"case-{i}", 1)
     values = {"b_now": clock.now, "b_limit": 10, "b_owner": "w", "b_token": "t", "b_expires": clock.now + 1}
     with engine.connect() as conn:
-        compiled = store.claim_statement.compile(conn)
+        compiled = getattr(store, statement).compile(conn)
         bound = compiled.construct_params(values)
         if engine.dialect.name == "sqlite":
             positional = tuple(bound[name] for name in compiled.positiontup or ())
