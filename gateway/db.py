@@ -18,7 +18,15 @@ from sqlalchemy.engine import make_url
 __all__ = ["WriterLock", "make_engine", "ping"]
 
 
-def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
+def make_engine(url: str, *, echo: bool = False, pool_size: int = 10, wait_for_flush: bool = True) -> Engine:
+    """An engine for ``url``; every commit waits for its flush to disk unless ``wait_for_flush`` is False.
+
+    ``wait_for_flush=False`` is for bookkeeping whose loss only repeats work (the delivery worker's leases
+    and outcomes, see docs/adr/0003-outbox-bookkeeping-commits.md): on PostgreSQL its commits return before
+    the WAL flush (``synchronous_commit=off``; a server crash can lose the last few hundred milliseconds of
+    them, never corrupt anything, and a crash of our process loses nothing). SQLite keeps
+    ``synchronous=FULL`` either way, because its connections share one setting per database file.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
@@ -35,6 +43,8 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
         return engine
     # A transaction left open (a crashed handler) must not hold locks or bloat the queue tables.
     options = "-c idle_in_transaction_session_timeout=60000 -c lock_timeout=10000"
+    if not wait_for_flush:
+        options += " -c synchronous_commit=off"
     given = parsed.query.get("options")
     if given:
         options = f"{given if isinstance(given, str) else ' '.join(given)} {options}"

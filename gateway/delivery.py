@@ -11,6 +11,8 @@ import random
 import signal
 from types import FrameType
 
+from sqlalchemy import Engine
+
 from contracts import load_registry
 from gateway.config import Config
 from gateway.db import WriterLock, make_engine
@@ -25,17 +27,28 @@ from outbox import (
 )
 from routing import RoutingHolder
 
-__all__ = ["build_store", "build_worker", "run_worker"]
+__all__ = ["build_store", "build_worker", "run_worker", "worker_engine"]
 
 log = logging.getLogger("gateway.delivery")
 
 
-def build_store(config: Config, engine: object | None = None) -> OutboxStore:
-    from sqlalchemy import Engine
+def worker_engine(url: str, threads: int) -> Engine:
+    """The delivery worker's engine: its commits do not wait for the flush on PostgreSQL.
 
+    Everything it writes (leases, outcomes, attempt log, dead letters) may be lost in a database server
+    crash without losing a message: the message rows were committed durably when they were accepted, and
+    a lost lease or outcome only makes a message be delivered again (receivers deduplicate by the
+    idempotency key, as after a worker crash). docs/adr/0003-outbox-bookkeeping-commits.md.
+    """
+    return make_engine(url, pool_size=threads + 2, wait_for_flush=False)
+
+
+def build_store(config: Config, engine: Engine | None = None) -> OutboxStore:
+    """The outbox store of ``config``; on ``engine`` or, by default, on an engine whose commits wait for the
+    flush (operators' retries, skips and purges are durable)."""
     eng = (
         engine
-        if isinstance(engine, Engine)
+        if engine is not None
         else make_engine(config.database.url, pool_size=config.outbox.threads + 2)
     )
     ob = config.outbox
@@ -58,7 +71,7 @@ def build_store(config: Config, engine: object | None = None) -> OutboxStore:
 
 
 def build_worker(config: Config, *, threads: int | None = None) -> tuple[Worker, RoutingHolder]:
-    store = build_store(config)
+    store = build_store(config, worker_engine(config.database.url, config.outbox.threads))
     routing = RoutingHolder(
         store.engine, config.routing.snapshot_file, config.routing.poll_interval_ms / 1000
     )

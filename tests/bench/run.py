@@ -43,6 +43,7 @@ from gateway.app import create_app
 from gateway.certs import ExamplePki, generate_example_pki
 from gateway.config import load_config
 from gateway.db import make_engine
+from gateway.delivery import build_store, worker_engine
 from outbox import ClientIdentity, Delivery, EndpointSpec, Kind, OutboxStore, SoapTransport, Worker
 from outbox.store import Claimed
 from tests.bench.loadgen import LoadResult, Target, run_load
@@ -387,7 +388,8 @@ def direct_posts(transport: SoapTransport, endpoint: EndpointSpec, threads: int,
 
 
 def bench_drain(pki: ExamplePki, work: Path, figures: list[dict[str, Any]]) -> None:
-    total, threads = 10_000, load_config(None, env={}).outbox.threads
+    config = load_config(None, env={})
+    total, threads = 10_000, config.outbox.threads
     receiver_gw = GatewayProcess(
         pki, f"sqlite:///{work / 'rx.db'}", work / "rx", workers=1, threads=16, catalogue=None
     )
@@ -410,11 +412,12 @@ def bench_drain(pki: ExamplePki, work: Path, figures: list[dict[str, Any]]) -> N
                 with url_cm() as url:
                     if db_name == "sqlite":
                         Path(make_url(url).database or "").unlink(missing_ok=True)
-                    engine = make_engine(url, pool_size=threads + 4)
+                    # the delivery worker's own engine and store (commit settings, SQLite writers' lock)
+                    engine = worker_engine(url, threads)
                     migrate.upgrade(engine)
                     fill_backlog(engine, total)
                     settle(engine)  # time the drain, not the writeback of the fill
-                    store = OutboxStore(engine)
+                    store = build_store(config, engine)
                     if kind == "noop":
                         rate = drain(store, NoopTransport(identity, actions), endpoint, threads, total)
                     else:
