@@ -25,7 +25,7 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10, wait_for_f
     and outcomes, see docs/adr/0003-outbox-bookkeeping-commits.md): on PostgreSQL its commits return before
     the WAL flush (``synchronous_commit=off``; a server crash can lose the last few hundred milliseconds of
     them, never corrupt anything, and a crash of our process loses nothing). SQLite keeps
-    ``synchronous=FULL`` either way, because its connections share one setting per database file.
+    ``synchronous=FULL`` either way (ADR 0003 says why).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":

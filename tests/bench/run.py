@@ -354,7 +354,8 @@ def drain(
     """Run a worker until it has delivered ``total``: (messages delivered by then, seconds).
 
     Calls still running when the count is reached finish while the worker stops, untimed; they leave
-    the backlog, which the caller has to count again before the next drain."""
+    the backlog, which the caller has to count again before the next drain.
+    """
     worker = Worker(store, lambda _name: endpoint, transport, threads=threads, poll_ms=10)
     runner = threading.Thread(target=worker.run, daemon=True)
     started = time.perf_counter()
