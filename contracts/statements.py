@@ -10,7 +10,7 @@ metadata) so that ``gateway`` and ``outbox`` can both use it.
 
 ``PreparedRows`` inserts the rows of many requests in one statement. Their values are bound (converted by
 the column types) by each request's own thread beforehand, so the one thread that runs a group commit's
-batch does little more than the statement (see ``gateway.groupcommit``).
+batch does little more than the statement (see ``gateway.cases.groupcommit``).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gateway.identity import hsa_id_from_certificate
+from gateway.soap.identity import hsa_id_from_certificate
 
 __all__ = ["ExamplePki", "Identity", "generate_example_pki", "hsa_id_from_certificate", "load_example_pki"]
 
@@ -47,7 +47,7 @@ _ORG = "CAF Gateway Demo"
 _REGION = "Demo Region"
 _FOREIGN_ORG = "Foreign Demo Org"
 # Client certificates carry a (never resolvable) dNSName because RFC 5280 path validation as done by
-# cryptography's client verifier, used by gateway.identity in trusted-proxy mode, requires a SAN.
+# cryptography's client verifier, used by gateway.soap.identity in trusted-proxy mode, requires a SAN.
 _CLIENT_DNS_SUFFIX = ".demo-client.invalid"
 
 _CA_LIFETIME = timedelta(days=3650)

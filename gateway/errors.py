@@ -1,7 +1,11 @@
 """The gateway's exception tree. Every error knows how it looks on the wire and on the command line.
 
-    GatewayError                      root; never escapes as a foreign exception
-    ├── ConfigError                   invalid configuration (exit code 2)
+    GatewayError                      root; never escapes as a foreign exception (exit code 1)
+    ├── ConfigError                   invalid configuration or command line (exit code 2)
+    ├── NothingMatchedError           the command's target does not exist or matched nothing (exit code 3)
+    ├── DatabaseError                 database unreachable, or its schema is not current (exit code 4)
+    ├── ListenError                   a port cannot be bound (in use, no permission) (exit code 5)
+    ├── TlsMaterialError              a certificate, key, trust store or CRL is unusable (exit code 6)
     ├── SoapFault                     answered as a SOAP 1.1 Fault with HTTP 500
     │   ├── ClientFault               soap:Client, the caller must fix something
     │   │   ├── IdentityError         VP002 certificate or caller identity
@@ -15,6 +19,10 @@
     │   └── ServerFault               soap:Server, the gateway's own trouble (VP009 / internal)
     └── ClientError                   a CLI client call failed (exit code 1)
 
+Exit codes of the ``gateway`` command (docs/errors.md lists them for operators): 0 success, 1 the operation
+failed, 2 usage or configuration, 3 nothing matched, 4 database, 5 cannot listen, 6 TLS material,
+130 interrupted, 141 the reader of the output went away (a closed pipe).
+
 Faults carry their platform code (the national platform's VP00x codes, which operators recognise), the
 log id they were reported with, and whether a retry can succeed. They never carry a stack trace or payload
 text onto the wire.
@@ -27,15 +35,19 @@ __all__ = [
     "ClientError",
     "ClientFault",
     "ConfigError",
+    "DatabaseError",
     "GatewayError",
     "IdentityError",
     "InvalidRequestError",
+    "ListenError",
     "MissingAddressError",
     "MustUnderstandError",
     "NoRouteError",
     "NotAuthorisedError",
+    "NothingMatchedError",
     "ServerFault",
     "SoapFault",
+    "TlsMaterialError",
     "VersionMismatchError",
 ]
 
@@ -50,6 +62,30 @@ class ConfigError(GatewayError):
     """The configuration cannot be used; the message is one line naming the key."""
 
     exit_code = 2
+
+
+class NothingMatchedError(GatewayError):
+    """The message, case, version or entry a command names does not exist, or its filter matched nothing."""
+
+    exit_code = 3
+
+
+class DatabaseError(GatewayError):
+    """The database cannot be reached, or its schema is older than this version (``gateway db upgrade``)."""
+
+    exit_code = 4
+
+
+class ListenError(GatewayError):
+    """A listening socket cannot be opened: the port is in use, or binding it is not permitted."""
+
+    exit_code = 5
+
+
+class TlsMaterialError(GatewayError):
+    """A configured certificate, key, trust store or CRL cannot be used (unreadable, mismatched, expired)."""
+
+    exit_code = 6
 
 
 class ClientError(GatewayError):

@@ -17,8 +17,8 @@ _SCRIPTS = Path(__file__).resolve().parent / "migrations"
 
 def load_tables() -> None:
     """Import every module that defines tables, so the shared metadata is complete."""
-    import gateway.cases
-    import gateway.inbox  # noqa: F401
+    import gateway.cases.inbox
+    import gateway.cases.records  # noqa: F401
     import outbox.schema
     import outbox.store  # noqa: F401
     import routing.store  # noqa: F401

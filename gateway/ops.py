@@ -21,9 +21,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from sqlalchemy import Engine, func, select
 
 from gateway import __version__, migrate
+from gateway.cases.inbox import inbox_message
 from gateway.config import Config
 from gateway.db import make_engine, ping
-from gateway.inbox import inbox_message
 from outbox import OutboxStore
 from routing import CatalogueStore
 

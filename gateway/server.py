@@ -1,7 +1,7 @@
 """``gateway serve``: gunicorn with gthread workers and mutual TLS, plus the operations listener.
 
 gunicorn terminates TLS (1.2+, client certificate required, optional CRL) with a context from
-``gateway.tls``; each worker builds its own application, engine and schema validators after the fork, so
+``gateway.soap.tls``; each worker builds its own application, engine and schema validators after the fork, so
 no connection or lxml object is shared between processes. Migrations run once, in the master, before any
 worker starts. The operations listener (health, status) runs as a child process on plain HTTP, bound to
 loopback by default.
@@ -21,7 +21,7 @@ from gunicorn.app.base import BaseApplication
 from sqlalchemy.exc import OperationalError
 
 from gateway.config import Config
-from gateway.tls import ServerContextFactory
+from gateway.soap.tls import ServerContextFactory
 
 __all__ = ["GatewayServer", "serve"]
 
@@ -77,8 +77,8 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
                 self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from gateway.app import create_app
         from gateway.logs import configure_logging
+        from gateway.soap.app import create_app
 
         configure_logging(self.gateway_config.log.level, self.gateway_config.log.format)
         if self.app_factory is not None:

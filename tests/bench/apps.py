@@ -18,9 +18,9 @@ from lxml import etree
 from sqlalchemy import Connection
 
 from contracts import SchemaValidator, load_registry
+from gateway.cases.groupcommit import GroupCommit
 from gateway.config import Config
 from gateway.db import make_engine
-from gateway.groupcommit import GroupCommit
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 OK = (

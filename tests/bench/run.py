@@ -39,11 +39,11 @@ from sqlalchemy.pool import NullPool
 
 from contracts import load_registry
 from gateway import migrate
-from gateway.app import create_app
 from gateway.certs import ExamplePki, generate_example_pki
 from gateway.config import load_config
 from gateway.db import make_engine
 from gateway.delivery import build_store, worker_engine
+from gateway.soap.app import create_app
 from outbox import ClientIdentity, Delivery, EndpointSpec, Kind, OutboxStore, SoapTransport, Worker
 from outbox.store import Claimed
 from tests.bench.loadgen import LoadResult, Target, run_load

@@ -10,8 +10,8 @@ import pytest
 import requests
 from sqlalchemy import create_engine, func, select
 
+from gateway.cases.inbox import inbox_message
 from gateway.certs import ExamplePki
-from gateway.inbox import inbox_message
 from tests.integration.harness import GatewayProcess
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,9 +13,9 @@ import requests
 from lxml import etree
 from sqlalchemy import create_engine, select
 
-from gateway.cases import case_record
+from gateway.cases.records import case_record
 from gateway.certs import ExamplePki
-from gateway.client import ClientTls, SoapClient, as_dict
+from gateway.soap.client import ClientTls, SoapClient, as_dict
 from outbox.schema import outbox_message
 from tests.integration.conftest import REGISTER_EXAMPLE, UPDATE_EXAMPLE
 from tests.integration.harness import GatewayProcess

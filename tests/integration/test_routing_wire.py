@@ -14,9 +14,9 @@ import requests
 from lxml import etree
 from sqlalchemy import create_engine, select
 
+from gateway.cases.inbox import inbox_message
 from gateway.certs import ExamplePki
 from gateway.db import make_engine
-from gateway.inbox import inbox_message
 from routing import CatalogueStore
 from routing.model import LogicalAddress, Route
 from tests.integration.conftest import REGISTER_EXAMPLE, inbox_count, session_for

@@ -15,7 +15,7 @@ from zeep.transports import Transport
 
 from contracts import load_registry
 from gateway.certs import ExamplePki
-from gateway.client import ClientTls, SoapClient, as_dict
+from gateway.soap.client import ClientTls, SoapClient, as_dict
 from tests.integration.conftest import REGISTER_EXAMPLE, UPDATE_EXAMPLE, inbox_count, session_for
 from tests.integration.envelopes import SOAP, envelope
 from tests.integration.harness import GatewayProcess

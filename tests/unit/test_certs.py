@@ -181,7 +181,7 @@ def test_client_certificates_profile(pki: ExamplePki, ca: x509.Certificate, name
 def test_valid_clients_pass_rfc5280_client_verification(
     pki: ExamplePki, ca: x509.Certificate, name: str
 ) -> None:
-    # The same verifier gateway.identity uses for certificates forwarded by a trusted proxy (CRL aside).
+    # The same verifier gateway.soap.identity uses for certificates forwarded by a trusted proxy (CRL aside).
     verifier = PolicyBuilder().store(Store([ca])).time(datetime.now(UTC)).build_client_verifier()
     verifier.verify(_cert(pki.clients[name].cert), [])
     lifetime = _cert(pki.clients[name].cert).not_valid_after_utc - datetime.now(UTC)

@@ -24,8 +24,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from contracts.statements import Prepared, PreparedRows
+from gateway.cases.groupcommit import GroupCommit
 from gateway.db import WriterLock, make_engine
-from gateway.groupcommit import GroupCommit
 
 meta = MetaData()
 item = Table(

@@ -36,17 +36,17 @@ import pytest
 from lxml import etree
 from sqlalchemy import Engine, func, select
 
-import gateway.inbox  # registers inbox_message on the shared metadata
-import gateway.soap
+import gateway.cases.inbox  # registers inbox_message on the shared metadata
+import gateway.soap.envelope
 import routing.store  # noqa: F401 - registers the routing tables on the shared metadata
 from contracts import registercase, updatecase
 from contracts.db import metadata
 from contracts.model import CAF_CORE_NS
-from gateway.app import SoapApp, create_app
 from gateway.config import load_config
 from gateway.db import make_engine
 from gateway.migrate import upgrade
-from gateway.soap import FAULT_DETAIL_NS, SOAP_ENV_NS
+from gateway.soap.app import SoapApp, create_app
+from gateway.soap.envelope import FAULT_DETAIL_NS, SOAP_ENV_NS
 from routing import Catalogue, CatalogueStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -148,7 +148,7 @@ class _ExternalLoadSpy(etree.Resolver):
 @pytest.fixture
 def external_loads() -> Iterator[list[str] | None]:
     """What the request parser asked to load during the test, or None if that parser cannot be reached."""
-    make_parser = getattr(gateway.soap, "_parser", None)
+    make_parser = getattr(gateway.soap.envelope, "_parser", None)
     if make_parser is None:
         yield None
         return
@@ -392,8 +392,8 @@ def test_manifest_entries_are_well_formed() -> None:
 
 def test_corpus_covers_every_domain_rule() -> None:
     """Every subCode the handlers can answer appears in the corpus (a new rule needs a hostile file)."""
-    source = (REPO / "gateway" / "handlers.py").read_text(encoding="utf-8")
+    source = (REPO / "gateway" / "soap" / "handlers.py").read_text(encoding="utf-8")
     sub_codes = set(re.findall(r'RuleViolation\(\s*"([A-Z_]+)"', source))
-    assert sub_codes, "no RuleViolation found in gateway/handlers.py"
+    assert sub_codes, "no RuleViolation found in gateway/soap/handlers.py"
     covered = {e["expect"].get("subCode") for e in MANIFEST}
     assert sub_codes <= covered, f"no hostile file for {sorted(sub_codes - covered)}"

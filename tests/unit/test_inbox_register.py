@@ -11,8 +11,8 @@ import pytest
 from lxml import etree
 from sqlalchemy import Connection, Engine, select
 
-from gateway.cases import case_record
-from gateway.inbox import Inbox, InboxMessage, NewCase, Outcome, inbox_message
+from gateway.cases.inbox import Inbox, InboxMessage, NewCase, Outcome, inbox_message
+from gateway.cases.records import case_record
 from outbox import NewMessage
 from outbox.schema import outbox_message
 

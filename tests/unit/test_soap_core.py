@@ -14,8 +14,15 @@ from contracts.model import Result
 from gateway.certs import ExamplePki
 from gateway.config import TlsConfig
 from gateway.errors import InvalidRequestError, NotAuthorisedError, ServerFault
-from gateway.soap import SOAP_ENV_NS, OkEnvelope, fault_envelope, parse_envelope, parse_xml, response_envelope
-from gateway.tls import ServerContextFactory, server_context
+from gateway.soap.envelope import (
+    SOAP_ENV_NS,
+    OkEnvelope,
+    fault_envelope,
+    parse_envelope,
+    parse_xml,
+    response_envelope,
+)
+from gateway.soap.tls import ServerContextFactory, server_context
 
 
 def test_fault_envelope_shape() -> None:

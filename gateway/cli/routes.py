@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts import load_registry
+from gateway.cli.common import emit
 from gateway.config import Config
 from routing import Catalogue, CatalogueError, CatalogueStore, RoutingTable
 from routing.errors import DecisionError
@@ -68,10 +68,6 @@ def _store(config: Config) -> CatalogueStore:
     return CatalogueStore(engine)
 
 
-def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False, default=str) if args.json else text)
-
-
 def _instant(value: str | None, where: str) -> datetime | None:
     return parse_instant(value, where) if value else None
 
@@ -110,7 +106,7 @@ def cmd_list(args: argparse.Namespace, store: CatalogueStore, config: Config) ->
         f"{len(catalogue.components)} components, {len(catalogue.endpoints)} endpoints, "
         f"{len(catalogue.addresses)} addresses, {len(catalogue.hsa)} HSA nodes"
     )
-    _emit(args, data, "\n".join(lines))
+    emit(args, data, "\n".join(lines))
     return 0
 
 
@@ -131,7 +127,7 @@ def cmd_show(args: argparse.Namespace, store: CatalogueStore, config: Config) ->
         "active": active is not None and active[0] == version,
     }
     if args.json:
-        _emit(args, {**meta, "catalogue": catalogue.to_dict()}, "")
+        emit(args, {**meta, "catalogue": catalogue.to_dict()}, "")
     else:
         header = "\n".join(f"# {k}: {v}" for k, v in meta.items())
         print(header + "\n" + dump(catalogue, "yaml"), end="")
@@ -158,7 +154,7 @@ def cmd_history(args: argparse.Namespace, store: CatalogueStore, config: Config)
         f"{v.content_hash[:12]}  {v.author:<12} {v.source:<12} {v.comment}"
         for v in history
     ]
-    _emit(args, data, "\n".join(lines) or "nothing published yet")
+    emit(args, data, "\n".join(lines) or "nothing published yet")
     return 0
 
 
@@ -168,7 +164,7 @@ def cmd_audit(args: argparse.Namespace, store: CatalogueStore, config: Config) -
         f"{format_instant(r['at'])}  {r['actor']:<12} {r['action']:<9} {r['entity']:<12} {r['entity_key']}"
         for r in rows
     ]
-    _emit(args, rows, "\n".join(lines) or "no changes recorded")
+    emit(args, rows, "\n".join(lines) or "no changes recorded")
     return 0
 
 
@@ -179,7 +175,7 @@ def cmd_diff(args: argparse.Namespace, store: CatalogueStore, config: Config) ->
     text = "\n".join(change.lines()) or "the draft equals the active version"
     if problems:
         text += "\n\nproblems that will stop publish:\n" + "\n".join(f"! {p}" for p in problems)
-    _emit(args, data, text)
+    emit(args, data, text)
     return 0
 
 
@@ -383,7 +379,7 @@ def cmd_resolve(args: argparse.Namespace, store: CatalogueStore, config: Config)
         lines.append(f"route: NONE ({platform}: {exc.message})")
         code = 1
     lines += [f"  {t}" for t in data["route"]["trace"]]
-    _emit(args, data, "\n".join(lines))
+    emit(args, data, "\n".join(lines))
     return code
 
 

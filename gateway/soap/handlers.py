@@ -24,6 +24,8 @@ from contracts import registercase, updatecase
 from contracts.codelists import CodeLists
 from contracts.model import Attachment, Result, parse_date, parse_timestamp
 from contracts.registry import Contract, ContractRegistry
+from gateway.cases.flow import CaseFlow, Redirect
+from gateway.cases.inbox import Inbox, InboxMessage, Outcome
 from gateway.config import Config
 from gateway.db import ping as db_ping
 from gateway.errors import (
@@ -33,16 +35,14 @@ from gateway.errors import (
     NotAuthorisedError,
     SoapFault,
 )
-from gateway.flow import CaseFlow, Redirect
-from gateway.inbox import Inbox, InboxMessage, Outcome
-from gateway.soap import OkEnvelope
+from gateway.soap.envelope import OkEnvelope
 from outbox.schema import outbox_message
 from routing import AccessDenied, AmbiguousRoute, Decision, RoutingHolder
 from routing.errors import DecisionError
 
 __all__ = ["Handlers", "RequestContext"]
 
-log = logging.getLogger("gateway.handlers")
+log = logging.getLogger("gateway.soap.handlers")
 SWEDEN = ZoneInfo("Europe/Stockholm")
 MAX_SEQUENCE = 2**63 - 1  # the database column is a signed 64-bit integer
 

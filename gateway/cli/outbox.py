@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -14,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from gateway.cli.common import emit
 from gateway.errors import GatewayError
 from outbox.schema import outbox_attempt, outbox_message
 from outbox.store import OutboxStore
@@ -27,10 +27,6 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def _when(ms: int | None) -> str | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    print(json.dumps(data, indent=2, default=str) if getattr(args, "json", False) else text)
 
 
 def cmd_status(args: argparse.Namespace, store: OutboxStore) -> int:
@@ -47,7 +43,7 @@ def cmd_status(args: argparse.Namespace, store: OutboxStore) -> int:
         )
     if not status["breakers"]:
         lines.append("breakers: all closed")
-    _emit(args, status, "\n".join(lines))
+    emit(args, status, "\n".join(lines))
     return 0
 
 
@@ -83,7 +79,7 @@ def cmd_list(args: argparse.Namespace, store: OutboxStore) -> int:
         f"{r['destination']:<20} attempts={r['attempts']} {r['dead_reason'] or r['last_error'] or ''}"
         for r in rows
     ]
-    _emit(args, rows, "\n".join(lines) or "no messages")
+    emit(args, rows, "\n".join(lines) or "no messages")
     return 0
 
 
@@ -119,7 +115,7 @@ def cmd_show(args: argparse.Namespace, store: OutboxStore) -> int:
         f"{a['detail'] or ''} ({a['ms']} ms)"
         for a in data["attempt_log"]
     ]
-    _emit(args, data, "\n".join(lines))
+    emit(args, data, "\n".join(lines))
     return 0
 
 

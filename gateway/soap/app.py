@@ -22,13 +22,13 @@ from contracts.registry import XS_NS, ContractRegistry
 from contracts.validation import SchemaValidator
 from gateway.config import Config
 from gateway.errors import InvalidRequestError, ServerFault, SoapFault, VersionMismatchError
-from gateway.handlers import Handlers, RequestContext
-from gateway.identity import CallerIdentity
-from gateway.soap import fault_envelope, parse_envelope, parse_xml, response_envelope
+from gateway.soap.envelope import fault_envelope, parse_envelope, parse_xml, response_envelope
+from gateway.soap.handlers import Handlers, RequestContext
+from gateway.soap.identity import CallerIdentity
 
 __all__ = ["SoapApp"]
 
-log = logging.getLogger("gateway.soap")
+log = logging.getLogger("gateway.soap.envelope")
 StartResponse = Callable[..., Any]
 _WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
 _SOAP_BINDING_NS = "http://schemas.xmlsoap.org/wsdl/soap/"
@@ -241,8 +241,8 @@ def create_app(config: Config, *, start_routing: bool = True) -> SoapApp:
     """
     from contracts import load_code_lists, load_registry
     from gateway import __version__
+    from gateway.cases.inbox import Inbox
     from gateway.db import make_engine
-    from gateway.inbox import Inbox
     from routing import RoutingHolder
 
     registry = load_registry()

@@ -37,8 +37,8 @@ from sqlalchemy.exc import IntegrityError
 
 from contracts.db import metadata
 from contracts.statements import Prepared, PreparedRows
-from gateway.cases import case_record
-from gateway.groupcommit import GroupCommit
+from gateway.cases.groupcommit import GroupCommit
+from gateway.cases.records import case_record
 from outbox.store import FIRST_MESSAGES, NewMessage, first_message
 
 __all__ = ["Inbox", "InboxMessage", "Outcome", "content_hash", "inbox_message"]

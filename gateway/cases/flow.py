@@ -17,8 +17,8 @@ from sqlalchemy import Connection, select, update
 
 from contracts import registercase, updatecase
 from contracts.model import parse_date
-from gateway.cases import STATUS_BY_UPDATE, age_at, case_record, local
-from gateway.inbox import NewCase, Outcome, inbox_message
+from gateway.cases.inbox import NewCase, Outcome, inbox_message
+from gateway.cases.records import STATUS_BY_UPDATE, age_at, case_record, local
 from outbox import NewMessage, enqueue, now_ms
 from routing import Decision, RoutingHolder
 from routing.errors import DecisionError
