@@ -10,6 +10,7 @@ never ends) and ``chunked-body`` (a chunked body that never ends). ``Horde.open`
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import time
@@ -26,10 +27,8 @@ def client_hello(ca: Path) -> bytes:
     ctx = ssl.create_default_context(cafile=str(ca))
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    try:
+    with contextlib.suppress(ssl.SSLWantReadError):
         tls.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
     return outgoing.read()
 
 
@@ -124,15 +123,13 @@ class Horde:
 
     def close(self) -> None:
         for sock in self.sockets:
-            try:
+            with contextlib.suppress(OSError):
                 sock.close()
-            except OSError:
-                pass
         self.sockets.clear()
 
 
 def refused_quickly(port: int, peer: str, count: int, timeout: float = 2.0) -> tuple[int, float]:
-    """Open ``count`` TCP connections from ``peer`` and count how many the server closes within ``timeout``."""
+    """Open ``count`` TCP connections from ``peer``; how many the server closed within ``timeout``."""
     socks = []
     for _ in range(count):
         s = socket.socket()

@@ -16,7 +16,12 @@ CASES = [
     ("no body", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", Framing.NONE, None),
     ("length", HEAD + b"Content-Length: 5\r\n\r\nhello", Framing.LENGTH, None),
     ("length zero", HEAD + b"Content-Length: 0\r\n\r\n", Framing.NONE, None),
-    ("repeated equal lengths", HEAD + b"Content-Length: 2\r\nContent-Length: 2\r\n\r\nab", Framing.LENGTH, None),
+    (
+        "repeated equal lengths",
+        HEAD + b"Content-Length: 2\r\nContent-Length: 2\r\n\r\nab",
+        Framing.LENGTH,
+        None,
+    ),
     ("chunked", HEAD + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", Framing.CHUNKED, None),
     (
         "chunked with extension and trailer",
@@ -68,24 +73,32 @@ def test_framing_whole(name: str, data: bytes, framing: Framing | None, status: 
 
 
 @given(st.lists(st.integers(min_value=1, max_value=200), max_size=12), st.sampled_from(CASES))
-def test_framing_is_the_same_in_any_pieces(cuts: list[int], case: tuple[str, bytes, Framing | None, int | None]) -> None:
+def test_framing_is_the_same_in_any_pieces(
+    cuts: list[int], case: tuple[str, bytes, Framing | None, int | None]
+) -> None:
     name, data, _framing, status = case
     whole = data + PIPELINED
     framer, used, refused = _frame(whole, [c for c in cuts if c < len(whole)])
     assert refused == status, name
     if status is None:
-        assert framer.complete and used == len(data), name
+        assert framer.complete, name
+        assert used == len(data), name
 
 
 def test_head_too_large_without_an_end() -> None:
     framer = RequestFramer(max_head=100, max_body=10)
     _used, verdict = framer.feed(b"GET /" + b"a" * 200)
-    assert verdict is not None and verdict.status == 431
+    assert verdict is not None
+    assert verdict.status == 431
 
 
 def test_expect_continue_is_seen() -> None:
     framer = RequestFramer(max_head=4096, max_body=100)
     framer.feed(HEAD + b"Expect: 100-continue\r\nContent-Length: 3\r\n\r\n")
-    assert framer.head_complete and framer.expects_continue and not framer.complete
+    assert framer.head_complete
+    assert framer.expects_continue
+    assert not framer.complete
     used, verdict = framer.feed(b"abc")
-    assert verdict is None and used == 3 and framer.complete
+    assert verdict is None
+    assert used == 3
+    assert framer.complete
