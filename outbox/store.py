@@ -745,77 +745,116 @@ class OutboxStore:
         message_id: int | None = None,
         stream: str | None = None,
         destination: str | None = None,
-    ) -> int:
-        """Put dead (or skipped) messages back in the queue, keeping their order; returns how many."""
+    ) -> dict[int, str]:
+        """Make messages due now: dead (or skipped) ones go back in the queue, keeping their order, and
+        pending ones waiting out their backoff are tried at once. Returns each affected id with the status
+        it had; raises LookupError (changing and auditing nothing) when nothing matched.
+
+        One message: itself (unless delivered or in flight) and the messages its death held back. A case:
+        its dead, skipped and pending messages. A destination: its dead and pending messages, and its
+        circuit breaker is closed.
+        """
         now = self.clock()
-        with self.engine.begin() as conn:
-            query = select(m.c.id, m.c.stream, m.c.seq).where(m.c.status.in_(("dead", "skipped")))
+        with self._transaction() as conn:
+            query = select(m.c.id, m.c.status)
             if message_id is not None:
-                first = conn.execute(select(m.c.stream, m.c.seq).where(m.c.id == message_id)).first()
+                first = conn.execute(
+                    select(m.c.stream, m.c.seq, m.c.status).where(m.c.id == message_id)
+                ).first()
                 if first is None:
                     raise LookupError(f"no message {message_id}")
+                if first.status in ("done", "inflight"):
+                    doing = "was delivered" if first.status == "done" else "is being delivered now"
+                    raise LookupError(f"message {message_id} {doing} ({first.status}); nothing to retry")
                 # the message itself and the ones it blocked
                 query = query.where(
                     (m.c.id == message_id)
-                    | and_(m.c.stream == first.stream, m.c.seq > first.seq, m.c.dead_reason.like("blocked:%"))
+                    | and_(
+                        m.c.stream == first.stream,
+                        m.c.seq > first.seq,
+                        m.c.status == "dead",
+                        m.c.dead_reason.like("blocked:%"),
+                    )
                 )
-            if stream is not None:
-                query = query.where(m.c.stream == stream)
+                target = f"message {message_id}"
+                nothing = f"{target} is being delivered now; nothing to retry"
+            elif stream is not None:
+                query = query.where(m.c.stream == stream, m.c.status.in_(("dead", "skipped", "pending")))
+                target = f"case {stream}"
+                nothing = f"{target} has no dead, skipped or pending message to retry"
+            elif destination is not None:
+                query = query.where(m.c.destination == destination, m.c.status.in_(("dead", "pending")))
+                target = f"destination {destination}"
+                nothing = f"{target} has no dead or pending message to retry"
+            else:
+                raise ValueError("requeue needs a message id, a stream or a destination")
+            before = {int(r.id): str(r.status) for r in conn.execute(query).all()}
+            changed: list[int] = []
+            if before:
+                # the status is checked again: a worker may have claimed a pending message meanwhile
+                changed = [
+                    int(i)
+                    for i in conn.execute(
+                        update(m)
+                        .where(m.c.id.in_(list(before)), m.c.status.in_(("dead", "skipped", "pending")))
+                        .values(
+                            status="pending",
+                            next_attempt_ms=now,
+                            dead_reason=None,
+                            lease_expiries=case((m.c.status == "pending", m.c.lease_expiries), else_=0),
+                            done_ms=None,
+                        )
+                        .returning(m.c.id)
+                    ).scalars()
+                ]
+            if not changed:
+                raise LookupError(nothing)
             if destination is not None:
-                query = query.where(m.c.destination == destination, m.c.status == "dead")
-            ids = [int(r.id) for r in conn.execute(query).all()]
-            if ids:
                 conn.execute(
-                    update(m)
-                    .where(m.c.id.in_(ids))
-                    .values(
-                        status="pending",
-                        next_attempt_ms=now,
-                        dead_reason=None,
-                        lease_expiries=0,
-                        done_ms=None,
-                    )
+                    delete(outbox_destination).where(outbox_destination.c.destination == destination)
                 )
-                if destination is not None:
-                    conn.execute(
-                        delete(outbox_destination).where(outbox_destination.c.destination == destination)
-                    )
-            target = (
-                f"message {message_id}"
-                if message_id
-                else f"case {stream}"
-                if stream
-                else f"destination {destination}"
-            )
-            self._audit(conn, actor, "retry", target, f"{len(ids)} message(s)")
-        return len(ids)
+            self._audit(conn, actor, "retry", target, f"{len(changed)} message(s) due now")
+        return {mid: before[mid] for mid in sorted(changed)}
 
-    def skip(self, actor: str, message_id: int, reason: str = "") -> None:
-        """Give up on a message for good; the messages it blocked go on."""
-        with self.engine.begin() as conn:
+    def skip(self, actor: str, message_id: int, reason: str = "") -> list[int]:
+        """Give up on a pending or dead message for good; the messages it blocked go on (their ids are
+        returned). Raises LookupError, changing nothing, for an unknown id or a message in another state."""
+        now = self.clock()
+        with self._transaction() as conn:
             row = conn.execute(select(m.c.stream, m.c.seq, m.c.status).where(m.c.id == message_id)).first()
             if row is None:
                 raise LookupError(f"no message {message_id}")
-            if row.status not in ("pending", "dead"):
-                raise ValueError(
-                    f"message {message_id} is {row.status}; only pending or dead messages can be skipped"
-                )
-            conn.execute(
+            skipped = conn.execute(
                 update(m)
-                .where(m.c.id == message_id)
-                .values(status="skipped", done_ms=self.clock(), dead_reason=reason or "skipped by operator")
-            )
-            conn.execute(
-                update(m)
-                .where(
-                    m.c.stream == row.stream,
-                    m.c.seq > row.seq,
-                    m.c.status == "dead",
-                    m.c.dead_reason == f"blocked: message {message_id} of this case is dead",
+                .where(m.c.id == message_id, m.c.status.in_(("pending", "dead")))
+                .values(status="skipped", done_ms=now, dead_reason=reason or "skipped by operator")
+            ).rowcount
+            if skipped != 1:
+                state = {
+                    "done": "was delivered",
+                    "inflight": "is being delivered now",
+                    "skipped": "is skipped",
+                }
+                raise LookupError(
+                    f"message {message_id} {state.get(row.status, 'is ' + row.status)} ({row.status}); "
+                    "only pending or dead messages can be skipped"
                 )
-                .values(status="pending", dead_reason=None, next_attempt_ms=self.clock(), done_ms=None)
-            )
+            released = [
+                int(i)
+                for i in conn.execute(
+                    update(m)
+                    .where(
+                        m.c.stream == row.stream,
+                        m.c.seq > row.seq,
+                        m.c.status == "dead",
+                        m.c.dead_reason == f"blocked: message {message_id} of this case is dead",
+                    )
+                    .values(status="pending", dead_reason=None, next_attempt_ms=now, done_ms=None)
+                    .returning(m.c.id)
+                ).scalars()
+            ]
             self._audit(conn, actor, "skip", f"message {message_id}", reason or None)
+        return sorted(released)
 
     def purge(self, actor: str, older_than_ms: int) -> int:
         cutoff = self.clock() - older_than_ms

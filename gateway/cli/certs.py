@@ -14,14 +14,17 @@ __all__ = ["add_certs_parser"]
 def cmd_certs(args: argparse.Namespace) -> int:
     from gateway.certs import generate_example_pki
 
+    existed = (Path(args.out) / "ca.pem").is_file() and not args.force
     pki = generate_example_pki(Path(args.out), force=args.force)
     data = {
+        "generated": not existed,
         "directory": str(pki.directory),
         "ca": str(pki.ca_cert),
         "server": str(pki.server.cert),
         "clients": {name: ident.hsa_id for name, ident in pki.clients.items()},
     }
-    emit(args, data, f"example certificates in {pki.directory}")
+    done = "already in" if existed else "generated in"
+    emit(args, data, f"example certificates {done} {pki.directory}")
     return 0
 
 

@@ -17,12 +17,18 @@ def cmd_db(args: argparse.Namespace) -> int:
     config = config_of(args)
     engine = make_engine(config.database.url, pool_size=1)
     try:
+        before = migrate.current_revision(engine)
         if args.db_command == "upgrade":
             migrate.upgrade(engine)
         current, head = migrate.current_revision(engine), migrate.head_revision()
     finally:
         engine.dispose()
-    emit(args, {"current": current, "head": head}, f"schema at {current} (newest {head})")
+    data: dict[str, Any] = {"current": current, "head": head}
+    line = f"schema at {current} (newest {head})"
+    if args.db_command == "upgrade":
+        data = {"action": "upgrade", "from": before, **data, "upgraded": before != current}
+        line = f"schema upgraded from {before or 'nothing'} to {current}" if before != current else line
+    emit(args, data, line)
     return 0
 
 

@@ -16,6 +16,7 @@ from gateway.cli.certs import add_certs_parser
 from gateway.cli.common import DEFAULT_CONFIG, config_of
 from gateway.cli.db import add_db_parser
 from gateway.cli.outbox import add_outbox_parser
+from gateway.cli.receive import add_receive_parser
 from gateway.cli.routes import add_routes_parser
 from gateway.cli.serve import add_serve_parsers
 from gateway.errors import GatewayError
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_routes_parser(sub, _run_routes)
     add_outbox_parser(sub, _run_outbox)
     add_call_parsers(sub)
+    add_receive_parser(sub)
     return parser
 
 

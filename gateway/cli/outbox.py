@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from gateway.cli.common import emit
-from gateway.errors import GatewayError
+from gateway.errors import ConfigError, NothingMatchedError
 from outbox.schema import outbox_attempt, outbox_message
 from outbox.store import OutboxStore
 
@@ -89,7 +90,7 @@ def cmd_show(args: argparse.Namespace, store: OutboxStore) -> int:
             select(m, func.length(m.c.payload).label("payload_bytes")).where(m.c.id == args.id)
         ).first()
         if row is None:
-            raise GatewayError(f"no message {args.id}")
+            raise NothingMatchedError(f"no message {args.id}")
         attempts = [
             dict(a._mapping)
             for a in conn.execute(
@@ -119,33 +120,61 @@ def cmd_show(args: argparse.Namespace, store: OutboxStore) -> int:
     return 0
 
 
+def _ids(ids: list[int], most: int = 10) -> str:
+    shown = ", ".join(str(i) for i in ids[:most])
+    return shown + (f" and {len(ids) - most} more" if len(ids) > most else "")
+
+
 def cmd_retry(args: argparse.Namespace, store: OutboxStore) -> int:
     chosen = [x for x in (args.id, args.case, args.destination) if x is not None]
     if len(chosen) != 1:
-        raise GatewayError("give exactly one of ID, --case or --destination")
+        raise ConfigError("give exactly one of ID, --case or --destination")
     try:
-        count = store.requeue(args.author, message_id=args.id, stream=args.case, destination=args.destination)
+        before = store.requeue(
+            args.author, message_id=args.id, stream=args.case, destination=args.destination
+        )
     except LookupError as exc:
-        raise GatewayError(str(exc)) from None
-    print(f"{count} message(s) queued again")
+        raise NothingMatchedError(str(exc)) from None
+    ids = sorted(before)
+    with store.engine.connect() as conn:
+        destinations = set(conn.execute(select(m.c.destination).where(m.c.id.in_(ids))).scalars())
+    # a breaker that stays open holds the messages back although they are due
+    held = [b for b in store.status()["breakers"] if b["destination"] in destinations]
+    data = {
+        "action": "retry",
+        "count": len(ids),
+        "messages": [{"id": i, "was": before[i]} for i in ids],
+        "openBreakers": held,
+    }
+    was = ", ".join(f"{n} {status}" for status, n in sorted(Counter(before.values()).items()))
+    lines = [f"{len(ids)} message(s) due now: {_ids(ids)} (before: {was})"]
+    lines += [
+        f"breaker of {b['destination']} is {b['state']} (next try in {b['openForSeconds']} s); "
+        f"`gateway outbox retry --destination {b['destination']}` closes it"
+        for b in held
+    ]
+    emit(args, data, "\n".join(lines))
     return 0
 
 
 def cmd_skip(args: argparse.Namespace, store: OutboxStore) -> int:
     try:
-        store.skip(args.author, args.id, args.message or "")
-    except (LookupError, ValueError) as exc:
-        raise GatewayError(str(exc)) from None
-    print(f"message {args.id} skipped; messages it held back are queued again")
+        released = store.skip(args.author, args.id, args.message or "")
+    except LookupError as exc:
+        raise NothingMatchedError(str(exc)) from None
+    data = {"action": "skip", "id": args.id, "released": released}
+    line = f"message {args.id} skipped"
+    line += f"; messages it held back are due now: {_ids(released)}" if released else ""
+    emit(args, data, line)
     return 0
 
 
 def cmd_purge(args: argparse.Namespace, store: OutboxStore) -> int:
     match = _DURATION.match(args.done_older_than)
     if not match:
-        raise GatewayError("--done-older-than takes a duration like 30d, 12h, 90m or 600s")
+        raise ConfigError("--done-older-than takes a duration like 30d, 12h, 90m or 600s")
     count = store.purge(args.author, int(match.group(1)) * _UNITS[match.group(2)] * 1000)
-    print(f"{count} delivered message(s) purged")
+    emit(args, {"action": "purge", "count": count}, f"{count} delivered message(s) purged")
     return 0
 
 
@@ -156,30 +185,33 @@ def add_outbox_parser(sub: Any, run: Callable[[argparse.Namespace, Callable[...,
     def command(name: str, func: Callable[..., int], help_text: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = osub.add_parser(name, help=help_text)
         p.add_argument("--author", default="operator", help="name recorded in the audit log")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
         p.set_defaults(func=lambda args: run(args, func))
         return p
 
     p = command("status", cmd_status, "counts by status and destination, oldest pending, open breakers")
-    p.add_argument("--json", action="store_true")
     p = command("list", cmd_list, "recent messages (newest first)")
     p.add_argument("--status", choices=["pending", "inflight", "done", "dead", "skipped"])
     p.add_argument("--destination")
     p.add_argument("--case")
     p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--json", action="store_true")
     p = command("show", cmd_show, "one message and its delivery attempts (never its payload)")
     p.add_argument("id", type=int)
-    p.add_argument("--json", action="store_true")
     p = command(
         "retry",
         cmd_retry,
-        "queue dead messages again: one (and those it held back), a case, or a destination",
+        "make messages due now: one dead or waiting message (and those it held back), a case, or a "
+        "destination (closing its breaker); exit 3 when nothing matches",
     )
-    p.add_argument("id", type=int, nargs="?")
-    p.add_argument("--case")
-    p.add_argument("--destination")
-    p = command("skip", cmd_skip, "give up on a pending or dead message; later messages of its case go on")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=int, nargs="?", help="message id (see `outbox list`)")
+    p.add_argument("--case", help="every dead, skipped or pending message of this case id")
+    p.add_argument("--destination", help="every dead or pending message of this endpoint name")
+    p = command(
+        "skip",
+        cmd_skip,
+        "give up on a pending or dead message; later messages of its case go on; exit 3 when nothing matches",
+    )
+    p.add_argument("id", type=int, help="message id (see `outbox list`)")
     p.add_argument("-m", "--message", help="why (kept in the audit log)")
     p = command("purge", cmd_purge, "delete delivered messages older than a duration (e.g. 30d)")
-    p.add_argument("--done-older-than", required=True)
+    p.add_argument("--done-older-than", required=True, help="age of delivery, e.g. 30d, 12h, 90m or 600s")

@@ -36,6 +36,7 @@ from routing.model import (
     format_instant,
     parse_instant,
 )
+from routing.store import Diff, VersionInfo
 
 __all__ = ["add_routes_parser"]
 
@@ -70,6 +71,10 @@ def _store(config: Config) -> CatalogueStore:
 
 def _instant(value: str | None, where: str) -> datetime | None:
     return parse_instant(value, where) if value else None
+
+
+def _diff(change: Diff) -> dict[str, Any]:
+    return {"added": list(change.added), "removed": list(change.removed), "changed": list(change.changed)}
 
 
 def _require(condition: bool, message: str) -> None:
@@ -110,22 +115,26 @@ def cmd_list(args: argparse.Namespace, store: CatalogueStore, config: Config) ->
     return 0
 
 
+def _version(info: VersionInfo, active: bool = True) -> dict[str, Any]:
+    return {
+        "version": info.version,
+        "hash": info.content_hash,
+        "author": info.author,
+        "createdAt": format_instant(info.created_at),
+        "comment": info.comment,
+        "source": info.source,
+        "active": active,
+    }
+
+
 def cmd_show(args: argparse.Namespace, store: CatalogueStore, config: Config) -> int:
     active = store.active()
     version = args.version if args.version is not None else (active[0] if active else None)
     if version is None:
         raise CatalogueError("nothing published yet")
-    catalogue, digest = store.version_content(version)
+    catalogue = store.version_content(version)[0]
     info = next(v for v in store.history() if v.version == version)
-    meta = {
-        "version": version,
-        "hash": digest,
-        "author": info.author,
-        "createdAt": format_instant(info.created_at),
-        "comment": info.comment,
-        "source": info.source,
-        "active": active is not None and active[0] == version,
-    }
+    meta = _version(info, active is not None and active[0] == version)
     if args.json:
         emit(args, {**meta, "catalogue": catalogue.to_dict()}, "")
     else:
@@ -137,18 +146,7 @@ def cmd_show(args: argparse.Namespace, store: CatalogueStore, config: Config) ->
 def cmd_history(args: argparse.Namespace, store: CatalogueStore, config: Config) -> int:
     history = store.history()
     active = history[-1].version if history else None
-    data = [
-        {
-            "version": v.version,
-            "hash": v.content_hash,
-            "author": v.author,
-            "createdAt": format_instant(v.created_at),
-            "comment": v.comment,
-            "source": v.source,
-            "active": v.version == active,
-        }
-        for v in history
-    ]
+    data = [_version(v, v.version == active) for v in history]
     lines = [
         f"{'*' if v.version == active else ' '} {v.version:>4}  {format_instant(v.created_at)}  "
         f"{v.content_hash[:12]}  {v.author:<12} {v.source:<12} {v.comment}"
@@ -185,7 +183,9 @@ def cmd_add(args: argparse.Namespace, store: CatalogueStore, config: Config) -> 
     kind = args.routes_command.removeprefix("add-")
     section, entity = _build(kind, args, draft)
     store.add(section, entity, _author(args), replace=args.replace)
-    print(f"added to the draft: {section} {'/'.join(k for k in entity.key() if k != 'None')}")
+    key = [k for k in entity.key() if k != "None"]
+    data = {"action": "add", "section": section, "key": key, "replace": args.replace}
+    emit(args, data, f"added to the draft: {section} {'/'.join(key)}")
     return 0
 
 
@@ -272,7 +272,8 @@ def cmd_remove(args: argparse.Namespace, store: CatalogueStore, config: Config) 
     section, count, build = builders[kind]
     _require(len(keys) == count, f"remove {kind} takes {count} key value(s)")
     store.remove(section, build(keys), _author(args))
-    print(f"removed from the draft: {kind} {' '.join(keys)}")
+    data = {"action": "remove", "section": section, "key": keys}
+    emit(args, data, f"removed from the draft: {kind} {' '.join(keys)}")
     return 0
 
 
@@ -284,9 +285,11 @@ def cmd_import(args: argparse.Namespace, store: CatalogueStore, config: Config) 
     else:
         catalogue = load(path, args.format)
     change = store.replace_draft(catalogue, _author(args), "import")
-    print(
+    emit(
+        args,
+        {"action": "import", "file": path.name, **_diff(change)},
         f"draft updated from {path.name}: {len(change.added)} added, {len(change.removed)} removed, "
-        f"{len(change.changed)} changed"
+        f"{len(change.changed)} changed",
     )
     return 0
 
@@ -294,7 +297,13 @@ def cmd_import(args: argparse.Namespace, store: CatalogueStore, config: Config) 
 def cmd_hsa_import(args: argparse.Namespace, store: CatalogueStore, config: Config) -> int:
     catalogue = merge_hsa_csv(store.draft(), Path(args.file))
     change = store.replace_draft(catalogue, _author(args), "hsa-import")
-    print(f"HSA tree in the draft: {len(catalogue.hsa)} nodes ({change.size} changes)")
+    data = {
+        "action": "hsa-import",
+        "file": Path(args.file).name,
+        "nodes": len(catalogue.hsa),
+        **_diff(change),
+    }
+    emit(args, data, f"HSA tree in the draft: {len(catalogue.hsa)} nodes ({change.size} changes)")
     return 0
 
 
@@ -314,24 +323,35 @@ def cmd_publish(args: argparse.Namespace, store: CatalogueStore, config: Config)
     info = store.publish(
         _author(args), args.message, max_changes=config.routing.max_publish_changes, force=args.force
     )
-    print(f"published version {info.version} ({info.content_hash[:12]})")
+    emit(
+        args,
+        {"action": "publish", **_version(info)},
+        f"published version {info.version} ({info.content_hash[:12]})",
+    )
     return 0
 
 
 def cmd_rollback(args: argparse.Namespace, store: CatalogueStore, config: Config) -> int:
     info = store.rollback(args.version, _author(args), args.message)
-    print(f"published version {info.version} = content of version {args.version} ({info.content_hash[:12]})")
+    emit(
+        args,
+        {"action": "rollback", "contentOf": args.version, **_version(info)},
+        f"published version {info.version} = content of version {args.version} ({info.content_hash[:12]})",
+    )
     return 0
 
 
 def cmd_bootstrap(args: argparse.Namespace, store: CatalogueStore, config: Config) -> int:
     """Import and publish FILE only when nothing has been published yet (used by ``make run``)."""
-    if store.active_version() is not None:
-        print("routing catalogue already published; bootstrap skipped")
+    active = store.active_version()
+    if active is not None:
+        data = {"action": "bootstrap", "published": False, "version": active[0], "hash": active[1]}
+        emit(args, data, "routing catalogue already published; bootstrap skipped")
         return 0
     store.replace_draft(load(Path(args.file)), _author(args), "import")
     info = store.publish(_author(args), args.message, max_changes=10**6, force=True)
-    print(f"published version {info.version} from {args.file}")
+    data = {"action": "bootstrap", "published": True, **_version(info)}
+    emit(args, data, f"published version {info.version} from {args.file}")
     return 0
 
 
@@ -391,7 +411,7 @@ def add_routes_parser(sub: Any, run: Callable[[argparse.Namespace, Callable[...,
     rsub = routes.add_subparsers(dest="routes_command", required=True, metavar="ACTION")
 
     def command(
-        name: str, func: Callable[..., int], help_text: str, json_flag: bool = False
+        name: str, func: Callable[..., int], help_text: str, json_flag: bool = True
     ) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = rsub.add_parser(name, help=help_text)
         p.add_argument("--author", help="name recorded in the audit log (default: your login name)")
@@ -400,18 +420,14 @@ def add_routes_parser(sub: Any, run: Callable[[argparse.Namespace, Callable[...,
         p.set_defaults(func=lambda args: run(args, func))
         return p
 
-    p = command(
-        "list", cmd_list, "list routes and permissions of the draft (or --active / --version N)", True
-    )
+    p = command("list", cmd_list, "list routes and permissions of the draft (or --active / --version N)")
     p.add_argument("--active", action="store_true")
     p.add_argument("--version", type=int)
-    p = command(
-        "show", cmd_show, "show a published version (default: the active one) with its metadata", True
-    )
+    p = command("show", cmd_show, "show a published version (default: the active one) with its metadata")
     p.add_argument("version", type=int, nargs="?")
-    command("history", cmd_history, "published versions, newest last; * marks the active one", True)
-    command("audit", cmd_audit, "the append-only audit log of every change", True)
-    command("diff", cmd_diff, "the draft against the active version, and what would stop a publish", True)
+    command("history", cmd_history, "published versions, newest last; * marks the active one")
+    command("audit", cmd_audit, "the append-only audit log of every change")
+    command("diff", cmd_diff, "the draft against the active version, and what would stop a publish")
 
     p = command("add-component", cmd_add, "add a system (producer or consumer) by HSA-id")
     p.add_argument("hsa_id")
@@ -464,7 +480,9 @@ def add_routes_parser(sub: Any, run: Callable[[argparse.Namespace, Callable[...,
         "--units", action="store_true", help="FILE is a CSV unit list (address,target[,contract,…])"
     )
     p.add_argument("--contract", action="append", help="contract(s) for CSV rows without a contract column")
-    p = command("export", cmd_export, "print the active version (or --draft / --version N) as YAML or JSON")
+    p = command(
+        "export", cmd_export, "print the active version (or --draft / --version N) as YAML or JSON", False
+    )
     p.add_argument("--format", choices=["yaml", "json"], default="yaml")
     p.add_argument("--draft", action="store_true")
     p.add_argument("--version", type=int)
@@ -479,7 +497,7 @@ def add_routes_parser(sub: Any, run: Callable[[argparse.Namespace, Callable[...,
     p = command("bootstrap", cmd_bootstrap, "import and publish FILE if nothing is published yet")
     p.add_argument("file")
     p.add_argument("-m", "--message", default="bootstrap from example file")
-    p = command("resolve", cmd_resolve, "show the routing decision and access check with their traces", True)
+    p = command("resolve", cmd_resolve, "show the routing decision and access check with their traces")
     p.add_argument("contract")
     p.add_argument("address")
     p.add_argument("--consumer", help="HSA-id of the calling system (checks access too)")

@@ -1,21 +1,30 @@
-"""`make run` on this checkout serves on 8443/8081, and the README's send command prints OK against it."""
+"""The README's quick start, exactly as written, on this checkout: `make run` (terminal 1), the README's
+`receive` command (terminal 2) and its `send` commands (terminal 3). The receiver must print the example
+case's arrival at deviation-a and the update's at 1177's case service, in the form the README shows.
+
+It uses the fixed ports of the example (8443, 8081, 9444-9446) and skips when any of them is in use."""
 
 from __future__ import annotations
 
 import os
+import queue
 import re
 import shlex
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import IO
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
+PORTS = (8443, 8081, 9444, 9445, 9446)
+COMMAND = r"\.venv/bin/gateway --config examples/gateway\.toml"
 
 
 def _port_busy(port: int) -> bool:
@@ -23,27 +32,57 @@ def _port_busy(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _readme_command(kind: str) -> list[str]:
-    text = (ROOT / "README.md").read_text().replace("\\\n", " ")
-    match = re.search(rf"^(\.venv/bin/gateway --config examples/gateway\.toml send {kind} .*)$", text, re.M)
-    assert match, f"README shows no 'send {kind}' command"
+def _readme() -> str:
+    return (ROOT / "README.md").read_text().replace("\\\n", " ")
+
+
+def _readme_command(action: str) -> list[str]:
+    match = re.search(rf"^({COMMAND} {action}\b.*)$", _readme(), re.M)
+    assert match, f"README shows no '{action}' command"
     return shlex.split(match.group(1))
 
 
-def test_make_run_serves_and_readme_example_prints_ok(tmp_path: Path) -> None:
-    if _port_busy(8443) or _port_busy(8081):
-        pytest.skip("ports 8443/8081 are in use on this machine (is `make run` already running?)")
+def _readme_arrival(marker: str) -> re.Pattern[str]:
+    """The receiver's line the README shows (containing ``marker``), with each … matching anything."""
+    line = next((x for x in _readme().splitlines() if marker in x and not x.startswith(".venv")), None)
+    assert line, f"README shows no receiver line with {marker!r}"
+    return re.compile(".+".join(re.escape(part) for part in line.split("…")))
+
+
+def _lines(stream: IO[str], into: queue.Queue[str]) -> None:
+    for line in stream:
+        into.put(line.rstrip("\n"))
+
+
+def _wait_line(lines: queue.Queue[str], seen: list[str], pattern: re.Pattern[str], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        seen.append(line)
+        if pattern.fullmatch(line):
+            return line
+    raise AssertionError(f"no line like {pattern.pattern!r} within {timeout} s; got {seen}")
+
+
+def test_readme_quick_start_delivers_the_example_case(tmp_path: Path) -> None:
+    busy = [port for port in PORTS if _port_busy(port)]
+    if busy:
+        pytest.skip(f"ports {busy} are in use on this machine (is `make run` or `gateway receive` running?)")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env["GATEWAY_DATABASE_URL"] = f"sqlite:///{tmp_path / 'run.db'}"
     log = (tmp_path / "make-run.log").open("wb")
-    proc = subprocess.Popen(
+    run = subprocess.Popen(
         ["make", "run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
+    receive: subprocess.Popen[str] | None = None
     try:
         deadline = time.monotonic() + 120
         ready = False
         while time.monotonic() < deadline and not ready:
-            assert proc.poll() is None, (tmp_path / "make-run.log").read_text()[-3000:]
+            assert run.poll() is None, (tmp_path / "make-run.log").read_text()[-3000:]
             try:
                 with urllib.request.urlopen("http://127.0.0.1:8081/health/ready", timeout=2) as response:
                     ready = response.status == 200
@@ -51,20 +90,71 @@ def test_make_run_serves_and_readme_example_prints_ok(tmp_path: Path) -> None:
                 time.sleep(0.3)
         assert ready, (tmp_path / "make-run.log").read_text()[-3000:]
         assert (ROOT / "certs-example" / "out" / "ca.pem").is_file()
+
+        receive = subprocess.Popen(
+            _readme_command("receive"),
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        out: queue.Queue[str] = queue.Queue()
+        notes: queue.Queue[str] = queue.Queue()
+        assert receive.stdout is not None and receive.stderr is not None  # noqa: PT018
+        pumps = [
+            threading.Thread(target=_lines, args=(receive.stdout, out), daemon=True),
+            threading.Thread(target=_lines, args=(receive.stderr, notes), daemon=True),
+        ]
+        for pump in pumps:
+            pump.start()
+        noted: list[str] = []
+        _wait_line(notes, noted, re.compile(r"gateway receive: .*Ctrl-C stops"), 60)
+        assert [n for n in noted if "receiving as" in n] == [
+            f"gateway receive: receiving as {name} on https://localhost:{port} (routing version 1)"
+            for name, port in (("deviation-a", 9444), ("deviation-b", 9445), ("1177-case-service", 9446))
+        ]
+
+        seen: list[str] = []
         result = subprocess.run(
-            _readme_command("register-case"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+            _readme_command("send register-case"),
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith("OK (logId "), result.stdout
+        _wait_line(out, seen, _readme_arrival(" deviation-a RegisterCase case 1177-CASE-0001 "), 60)
+
         update = subprocess.run(
-            _readme_command("update-case"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+            _readme_command("send update-case"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
         )
         assert update.returncode == 0, update.stderr
         assert update.stdout.startswith("OK (logId "), update.stdout
+        _wait_line(out, seen, _readme_arrival(" 1177-case-service UpdateCase case 1177-CASE-0001 "), 60)
+
+        receive.send_signal(signal.SIGINT)  # Ctrl-C in terminal 2
+        assert receive.wait(timeout=20) == 130
+        for pump in pumps:
+            pump.join(timeout=5)
+        rest = list(noted)
+        while not notes.empty():
+            rest.append(notes.get())
+        assert rest[-1] == "gateway receive: stopped after 2 arrival(s)"
+        assert not any("Traceback" in n for n in rest)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        if receive is not None:
+            if receive.poll() is None:
+                receive.kill()
+                receive.wait(timeout=10)
+            for stream in (receive.stdout, receive.stderr):
+                if stream is not None:
+                    stream.close()
+        os.killpg(run.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=20)
+            run.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(run.pid, signal.SIGKILL)
         log.close()

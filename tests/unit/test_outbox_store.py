@@ -130,7 +130,7 @@ def test_permanent_failure_then_operator_retry_and_skip(engine: Engine, clock: C
     assert statuses(engine) == {first: "dead", second: "dead"}
     (late,) = put(engine, clock, "case-a")  # arrives while the case is blocked
     assert statuses(engine)[late] == "dead"
-    assert store.requeue("anna", message_id=first) == 3
+    assert store.requeue("anna", message_id=first) == {first: "dead", second: "dead", late: "dead"}
     again = store.claim("w", 10)
     assert [c.id for c in again] == [first]
     store.complete(again[0], REFUSED, "w", clock.now)

@@ -225,3 +225,61 @@ def test_routes_command_family_in_a_subprocess(db_url: str, tmp_path: Path) -> N
     assert "SE2321000016-7Q6X" in listed.stdout
     shown = subprocess.run([*cmd, "show"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert shown.stdout.startswith("# version: 1\n")
+
+
+def test_every_state_changing_command_prints_what_changed_as_json(gw, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    example = str(ROOT / "examples" / "routing.yaml")
+    boot = json.loads(gw("routes", "bootstrap", example, "--json", "--author", "anna"))
+    assert boot["action"] == "bootstrap"
+    assert boot["published"] is True
+    assert (boot["version"], boot["author"], boot["active"]) == (1, "anna", True)
+    assert len(boot["hash"]) == 64
+    again = json.loads(gw("routes", "bootstrap", example, "--json"))
+    assert again == {"action": "bootstrap", "published": False, "version": 1, "hash": boot["hash"]}
+
+    added = json.loads(gw("routes", "add-address", "SE2321000016-N009", "--json"))
+    assert added == {"action": "add", "section": "addresses", "key": ["SE2321000016-N009"], "replace": False}
+    route = json.loads(
+        gw("routes", "add-route", "RegisterCase", "SE2321000016-N009", "internal", "--json", "--replace")
+    )
+    assert route["section"] == "routes"
+    assert route["key"][1:] == ["SE2321000016-N009"]
+    assert route["replace"] is True
+    removed = json.loads(gw("routes", "remove", "route", "RegisterCase", "SE2321000016-N009", "--json"))
+    assert removed == {"action": "remove", "section": "routes", "key": ["RegisterCase", "SE2321000016-N009"]}
+
+    published = json.loads(gw("routes", "publish", "-m", "one more address", "--json"))
+    assert published["action"] == "publish"
+    assert (published["version"], published["comment"]) == (2, "one more address")
+    rolled = json.loads(gw("routes", "rollback", "1", "--json"))
+    assert (rolled["action"], rolled["contentOf"], rolled["version"]) == ("rollback", 1, 3)
+    assert rolled["hash"] == boot["hash"]
+
+    exported = tmp_path / "cat.yaml"
+    exported.write_text(gw("routes", "export"))
+    imported = json.loads(gw("routes", "import", str(exported), "--json"))
+    assert imported == {"action": "import", "file": "cat.yaml", "added": [], "removed": [], "changed": []}
+    tree = tmp_path / "hsa.csv"
+    tree.write_text("hsa_id,parent,kind,name\nSE2321000016-R001,SE,region,R\n")
+    hsa = json.loads(gw("routes", "hsa", "import", str(tree), "--json"))
+    assert (hsa["action"], hsa["file"], hsa["nodes"]) == ("hsa-import", "hsa.csv", 1)
+    assert "hsa SE2321000016-7Q6X" in hsa["removed"]
+
+
+def test_db_upgrade_and_certs_example_print_what_changed_as_json(gw, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    first = json.loads(gw("db", "upgrade", "--json"))
+    assert first["action"] == "upgrade"
+    assert first["from"] is None
+    assert first["current"] == first["head"]
+    assert first["upgraded"] is True
+    second = json.loads(gw("db", "upgrade", "--json"))
+    assert (second["from"], second["upgraded"]) == (first["head"], False)
+
+    made = json.loads(gw("certs", "example", "--out", str(tmp_path / "pki"), "--json"))
+    assert made["generated"] is True
+    assert made["clients"]["gateway"] == "SE2321000016-GW01"
+    kept = json.loads(gw("certs", "example", "--out", str(tmp_path / "pki"), "--json"))
+    assert kept["generated"] is False
+    assert gw("certs", "example", "--out", str(tmp_path / "pki")).startswith(
+        "example certificates already in"
+    )
