@@ -40,6 +40,13 @@ class ServerConfig:
     graceful_timeout: int = 10
     keepalive: int = 75
     backlog: int = 2048
+    #: where `gateway serve` publishes the state of its child processes (serve.json, mode 0600) for ops
+    runtime_dir: Path = Path("var/run")
+    #: a child that stopped is started again after this pause, doubling per exit in a row up to the max
+    restart_delay_ms: int = 1_000
+    restart_max_delay_ms: int = 30_000
+    #: a child that ran this long before it stopped is restarted after restart_delay_ms again
+    restart_reset_ms: int = 60_000
 
 
 @dataclass(frozen=True)
@@ -331,6 +338,11 @@ def validate(config: Config, *, check_files: bool = False) -> None:
     for name in ("threads", "poll_ms", "lease_ms", "retry_base_ms", "max_attempts", "breaker_threshold"):
         if getattr(config.outbox, name) < 1:
             raise ConfigError(f"config: outbox.{name}: must be at least 1")
+    for name in ("restart_delay_ms", "restart_max_delay_ms", "restart_reset_ms"):
+        if getattr(config.server, name) < 1:
+            raise ConfigError(f"config: server.{name}: must be at least 1")
+    if config.server.restart_max_delay_ms < config.server.restart_delay_ms:
+        raise ConfigError("config: server.restart_max_delay_ms: must not be below server.restart_delay_ms")
     _check_quarantine(config)
     if config.outbox.lease_ms < 1000:
         raise ConfigError("config: outbox.lease_ms: must be at least 1000 (heartbeats run every third of it)")
