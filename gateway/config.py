@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
+from outbox.policy import QuarantinePolicy
 
 __all__ = ["Config", "load_config"]
 
@@ -39,6 +40,13 @@ class ServerConfig:
     graceful_timeout: int = 10
     keepalive: int = 75
     backlog: int = 2048
+    #: where `gateway serve` publishes the state of its child processes (serve.json, mode 0600) for ops
+    runtime_dir: Path = Path("var/run")
+    #: a child that stopped is started again after this pause, doubling per exit in a row up to the max
+    restart_delay_ms: int = 1_000
+    restart_max_delay_ms: int = 30_000
+    #: a child that ran this long before it stopped is restarted after restart_delay_ms again
+    restart_reset_ms: int = 60_000
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,14 @@ class OutboxConfig:
     breaker_threshold: int = 5
     breaker_open_ms: int = 5_000
     breaker_max_open_ms: int = 60_000
+    #: a message whose worker died with it is retried alone: at once, then after this pause, doubling...
+    quarantine_backoff_ms: int = 60_000
+    #: ...up to this pause
+    quarantine_max_backoff_ms: int = 900_000
+    #: it becomes a dead letter when it was in flight alone at this many deaths in a row...
+    quarantine_deaths: int = 3
+    #: ...within this time
+    quarantine_window_ms: int = 600_000
     #: the gateway's own client certificate for deliveries (an endpoint may name its own)
     client_certificate: Path | None = None
     client_key: Path | None = field(default=None, repr=False)
@@ -263,6 +279,29 @@ def _check_file(where: str, path: Path | None) -> None:
         raise ConfigError(f"config: {where}: file not readable: {path}")
 
 
+def _check_quarantine(config: Config) -> None:
+    ob = config.outbox
+    for name in ("quarantine_backoff_ms", "quarantine_max_backoff_ms", "quarantine_window_ms"):
+        if getattr(ob, name) < 1:
+            raise ConfigError(f"config: outbox.{name}: must be at least 1")
+    if not 1 <= ob.quarantine_deaths <= 20:
+        raise ConfigError("config: outbox.quarantine_deaths: must be between 1 and 20")
+    if ob.quarantine_max_backoff_ms < ob.quarantine_backoff_ms:
+        raise ConfigError(
+            "config: outbox.quarantine_max_backoff_ms: must not be below outbox.quarantine_backoff_ms"
+        )
+    policy = QuarantinePolicy(
+        ob.quarantine_backoff_ms, ob.quarantine_max_backoff_ms, ob.quarantine_deaths, ob.quarantine_window_ms
+    )
+    shortest = policy.shortest_evidence_ms(ob.lease_ms)
+    if shortest > ob.quarantine_window_ms:
+        raise ConfigError(
+            f"config: outbox.quarantine_window_ms: {ob.quarantine_deaths} deaths in a row take at least"
+            f" {shortest} ms with outbox.quarantine_backoff_ms and outbox.lease_ms, so no message could"
+            " ever be judged poison: raise the window or lower the backoff"
+        )
+
+
 def validate(config: Config, *, check_files: bool = False) -> None:
     """Check values that types alone cannot; with ``check_files`` also that the TLS files exist."""
     _check_bind("server.bind", config.server.bind)
@@ -299,6 +338,12 @@ def validate(config: Config, *, check_files: bool = False) -> None:
     for name in ("threads", "poll_ms", "lease_ms", "retry_base_ms", "max_attempts", "breaker_threshold"):
         if getattr(config.outbox, name) < 1:
             raise ConfigError(f"config: outbox.{name}: must be at least 1")
+    for name in ("restart_delay_ms", "restart_max_delay_ms", "restart_reset_ms"):
+        if getattr(config.server, name) < 1:
+            raise ConfigError(f"config: server.{name}: must be at least 1")
+    if config.server.restart_max_delay_ms < config.server.restart_delay_ms:
+        raise ConfigError("config: server.restart_max_delay_ms: must not be below server.restart_delay_ms")
+    _check_quarantine(config)
     if config.outbox.lease_ms < 1000:
         raise ConfigError("config: outbox.lease_ms: must be at least 1000 (heartbeats run every third of it)")
     if (config.outbox.client_certificate is None) != (config.outbox.client_key is None):

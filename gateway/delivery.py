@@ -21,6 +21,7 @@ from outbox import (
     ClientIdentity,
     EndpointSpec,
     OutboxStore,
+    QuarantinePolicy,
     RetryPolicy,
     SoapTransport,
     Worker,
@@ -64,6 +65,12 @@ def build_store(config: Config, engine: Engine | None = None) -> OutboxStore:
         ),
         breaker=BreakerPolicy(
             threshold=ob.breaker_threshold, open_ms=ob.breaker_open_ms, max_open_ms=ob.breaker_max_open_ms
+        ),
+        quarantine=QuarantinePolicy(
+            backoff_ms=ob.quarantine_backoff_ms,
+            max_backoff_ms=ob.quarantine_max_backoff_ms,
+            deaths=ob.quarantine_deaths,
+            window_ms=ob.quarantine_window_ms,
         ),
         # on SQLite, queue with the accepting processes for the write lock instead of the busy handler
         writers=WriterLock(eng),

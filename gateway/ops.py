@@ -1,8 +1,10 @@
 """The operations listener: ``/health/live``, ``/health/ready``, ``/status`` and ``/metrics`` on plain HTTP.
 
 It runs as a child process of ``gateway serve`` and exits when its parent is gone. Readiness means: the
-database answers, its schema is at the newest migration, and the SOAP port accepts connections. Nothing here
-reads or shows case data.
+database answers, its schema is at the newest migration, the SOAP port accepts connections, and every
+other child of ``serve`` is running (read from the state file ``gateway.supervisor`` publishes). It also
+reaps expired outbox leases every second or so, so messages of a dead worker go back to the queue even when
+no worker runs. Nothing here reads or shows case data.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
+from types import FrameType
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -24,6 +28,8 @@ from gateway import __version__, migrate
 from gateway.cases.inbox import inbox_message
 from gateway.config import Config
 from gateway.db import make_engine, ping
+from gateway.delivery import build_store
+from gateway.supervisor import CHECK_NAMES, describe_child, read_state, state_path
 from outbox import OutboxStore
 from routing import CatalogueStore
 
@@ -33,10 +39,37 @@ log = logging.getLogger("gateway.ops")
 
 
 class OpsApp:
-    def __init__(self, config: Config, engine: Engine) -> None:
+    """``supervisor_pid``: the ``gateway serve`` whose children this listener reports (None: standalone)."""
+
+    def __init__(self, config: Config, engine: Engine, supervisor_pid: int | None = None) -> None:
         self.config = config
         self.engine = engine
+        self.supervisor_pid = supervisor_pid
+        self.store = build_store(config, engine)
         self.started = time.time()
+
+    def children(self) -> dict[str, dict[str, Any]] | None:
+        """The children of ``serve`` as it last published them; None when standalone or unpublished."""
+        if self.supervisor_pid is None:
+            return None
+        state = read_state(state_path(self.config))
+        if state is None or state.get("supervisorPid") != self.supervisor_pid:
+            return None
+        children = state.get("children")
+        return children if isinstance(children, dict) else None
+
+    def _child_checks(self) -> dict[str, str]:
+        if self.supervisor_pid is None:
+            return {}
+        children = self.children()
+        if children is None:
+            return {"children": f"no state published by gateway serve (pid {self.supervisor_pid})"}
+        now = int(time.time() * 1000)
+        return {
+            CHECK_NAMES.get(role, role): describe_child(child, now)
+            for role, child in sorted(children.items())
+            if role != "ops" and isinstance(child, dict)
+        }
 
     def _soap_port_open(self) -> bool:
         host, _, port = self.config.server.bind.rpartition(":")
@@ -55,12 +88,14 @@ class OpsApp:
             database, revision = False, None
         head = migrate.head_revision()
         soap = self._soap_port_open()
+        children = self._child_checks()
         return {
-            "ready": database and revision == head and soap,
+            "ready": database and revision == head and soap and all(v == "ok" for v in children.values()),
             "checks": {
                 "database": "ok" if database else "unreachable",
                 "schema": "ok" if revision == head else f"at {revision}, expected {head}",
                 "soapListener": "ok" if soap else "not accepting connections",
+                **children,
             },
         }
 
@@ -73,7 +108,7 @@ class OpsApp:
 
     def outbox_status(self) -> dict[str, Any]:
         try:
-            return OutboxStore(self.engine).status()
+            return self.store.status()
         except Exception:  # noqa: BLE001 - status must answer even when the database does not
             return {"error": "database unreachable"}
 
@@ -94,6 +129,9 @@ class OpsApp:
                 "outbox": self.outbox_status(),
                 **state,
             }
+            if self.supervisor_pid is not None:
+                body["supervisor"] = {"pid": self.supervisor_pid}
+                body["children"] = self.children()
             return _json(start_response, "200 OK", body)
         if path == "/metrics":
             data = self.metrics().encode()
@@ -115,10 +153,11 @@ class OpsApp:
         ]
         database = ping(self.engine)
         lines.append(f"caf_up {1 if database else 0}")
+        lines += self._child_metrics()
         if not database:
             return "\n".join(lines) + "\n"
         routing = self.routing_version()
-        outbox = OutboxStore(self.engine).status()
+        outbox = self.store.status()
         lines += [
             "# HELP caf_routing_version Active routing catalogue version.",
             "# TYPE caf_routing_version gauge",
@@ -138,6 +177,11 @@ class OpsApp:
         ]
         for breaker in outbox["breakers"]:
             lines.append(f'caf_outbox_breaker_open{{destination="{breaker["destination"]}"}} 1')
+        lines += [
+            "# HELP caf_outbox_quarantined Messages whose worker died with them, retried alone.",
+            "# TYPE caf_outbox_quarantined gauge",
+            f"caf_outbox_quarantined {outbox['quarantine']['count']}",
+        ]
         with self.engine.connect() as conn:
             received = conn.execute(
                 select(inbox_message.c.operation, func.count()).group_by(inbox_message.c.operation)
@@ -150,6 +194,23 @@ class OpsApp:
             f'caf_requests_accepted_total{{operation="{op}"}} {count}' for op, count in sorted(received)
         ]
         return "\n".join(lines) + "\n"
+
+    def _child_metrics(self) -> list[str]:
+        children = self.children()
+        if children is None:
+            return []
+        up = [
+            "# HELP caf_child_up 1 while a child process of gateway serve is running.",
+            "# TYPE caf_child_up gauge",
+        ]
+        restarts = [
+            "# HELP caf_child_restarts_total Restarts of a child process of gateway serve.",
+            "# TYPE caf_child_restarts_total counter",
+        ]
+        for role, child in sorted(children.items()):
+            up.append(f'caf_child_up{{role="{role}"}} {1 if child.get("state") == "running" else 0}')
+            restarts.append(f'caf_child_restarts_total{{role="{role}"}} {int(child.get("restarts") or 0)}')
+        return up + restarts
 
 
 def _json(start_response: Callable[..., Any], status: str, body: dict[str, Any]) -> Iterable[bytes]:
@@ -168,25 +229,64 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
     allow_reuse_address = True
 
 
+def _reap_forever(store: OutboxStore, stop: threading.Event, interval_s: float) -> None:
+    """Return expired leases to the queue, whether or not any worker runs (their claims reap too)."""
+    failing = False
+    while not stop.wait(interval_s):
+        try:
+            store.reap()
+        except Exception as exc:  # noqa: BLE001 - the database may be away for a while: say so once
+            if not failing:
+                log.warning(
+                    "lease reaper: database unreachable; retrying",
+                    extra={"fields": {"error": type(exc).__name__}},
+                )
+            failing = True
+            continue
+        if failing:
+            log.info("lease reaper: database reachable again")
+        failing = False
+
+
 def serve_ops(config: Config, parent_pid: int | None = None) -> int:
     host, _, port = config.ops.bind.rpartition(":")
     engine = make_engine(config.database.url, pool_size=2)
-    app = OpsApp(config, engine)
+    app = OpsApp(config, engine, supervisor_pid=parent_pid)
     server = make_server(
         host.strip("[]"), int(port), app, server_class=_ThreadingServer, handler_class=_QuietHandler
     )
+    stop = threading.Event()
+
+    def shut_down() -> None:
+        stop.set()
+        server.shutdown()
+
     if parent_pid is not None:
 
         def watch_parent() -> None:
-            while os.getppid() == parent_pid:
+            while os.getppid() == parent_pid and not stop.is_set():
                 time.sleep(0.5)
-            server.shutdown()
+            shut_down()
 
         threading.Thread(target=watch_parent, daemon=True).start()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        # shutdown() waits for serve_forever, which runs in this (the main) thread
+        threading.Thread(target=shut_down, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    interval = max(0.25, min(1.0, config.outbox.lease_ms / 4000))
+    reaper = threading.Thread(
+        target=_reap_forever, args=(app.store, stop, interval), name="lease-reaper", daemon=True
+    )
+    reaper.start()
     log.info("operations listener started", extra={"fields": {"bind": config.ops.bind}})
     try:
         server.serve_forever(poll_interval=0.5)
     finally:
+        stop.set()
+        reaper.join(timeout=5)
         server.server_close()
         engine.dispose()
     return 0

@@ -1,18 +1,20 @@
-"""``gateway serve``: gunicorn with gthread workers and mutual TLS, plus the operations listener.
+"""``gateway serve``: gunicorn with gthread workers and mutual TLS, beside the delivery worker and the
+operations listener, all supervised (``gateway.supervisor``).
 
 gunicorn terminates TLS (1.2+, client certificate required, optional CRL) with a context from
 ``gateway.soap.tls``; each worker builds its own application, engine and schema validators after the fork, so
-no connection or lxml object is shared between processes. Migrations run once, in the master, before any
-worker starts. The operations listener (health, status) runs as a child process on plain HTTP, bound to
-loopback by default.
+no connection or lxml object is shared between processes. Migrations run once, in ``serve``, before any
+child starts. gunicorn's master runs as a child of ``serve`` (``python -m gateway.server``); the operations
+listener (health, status, metrics) runs on plain HTTP, bound to loopback by default.
 """
 
 from __future__ import annotations
 
+import argparse
+import errno
 import logging
 import os
-import signal
-import subprocess
+import socket
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -21,9 +23,11 @@ from gunicorn.app.base import BaseApplication
 from sqlalchemy.exc import OperationalError
 
 from gateway.config import Config
+from gateway.errors import GatewayError, ListenError
 from gateway.soap.tls import ServerContextFactory
+from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor, state_path
 
-__all__ = ["GatewayServer", "serve"]
+__all__ = ["GatewayServer", "check_listen", "main", "serve"]
 
 log = logging.getLogger("gateway.server")
 
@@ -93,13 +97,33 @@ def _close_app(_server: Any, worker: Any) -> None:
         close()
 
 
-def _child(config: Config, *command: str) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "gateway.cli"]
+def _command(config: Config, module: str, *args: str) -> tuple[str, ...]:
+    argv = [sys.executable, "-m", module]
     if config.source is not None:
         argv += ["--config", str(config.source)]
-    # PR_SET_PDEATHSIG is not reachable from Python; children watch their parent instead (ops) or are
-    # stopped here when gunicorn's master returns.
-    return subprocess.Popen([*argv, *command])
+    return (*argv, *args)
+
+
+def _address(bind: str) -> tuple[str, int]:
+    host, _, port = bind.rpartition(":")
+    host = "127.0.0.1" if host in ("0.0.0.0", "", "*") else host.strip("[]")  # noqa: S104 - a probe
+    return host, int(port)
+
+
+def check_listen(bind: str, key: str) -> None:
+    """Refuse to start when ``bind`` cannot be listened on (taken by another process, no permission)."""
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            sock.bind((host, int(port)))
+        except OSError as exc:
+            why = "address already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+            raise ListenError(
+                f"cannot listen on {bind} ({key}): {why}; stop the process that holds it or change {key}"
+            ) from None
 
 
 def serve(config: Config, *, with_ops: bool = True, with_worker: bool = True) -> int:
@@ -115,20 +139,48 @@ def serve(config: Config, *, with_ops: bool = True, with_worker: bool = True) ->
         log.error("database unreachable at start: schema not checked; routing from the local snapshot")
     finally:
         engine.dispose()
-    children = []
-    if with_ops:
-        children.append(_child(config, "ops", "--parent", str(os.getpid())))
+    check_listen(config.server.bind, "server.bind")
+    specs = [ChildSpec("soap", _command(config, "gateway.server"), _address(config.server.bind))]
     if with_worker:
-        children.append(_child(config, "worker"))
+        specs.append(ChildSpec("worker", _command(config, "gateway.cli", "worker")))
+    if with_ops:
+        check_listen(config.ops.bind, "ops.bind")
+        specs.append(
+            ChildSpec(
+                "ops",
+                _command(config, "gateway.cli", "ops", "--parent", str(os.getpid())),
+                _address(config.ops.bind),
+            )
+        )
+    policy = RestartPolicy(
+        delay_ms=config.server.restart_delay_ms,
+        max_delay_ms=config.server.restart_max_delay_ms,
+        reset_ms=config.server.restart_reset_ms,
+    )
+    # the worker finishes its running calls (up to an endpoint's read timeout) before it stops
+    grace = config.server.graceful_timeout + 35.0
+    return Supervisor(specs, policy, state_path(config), grace_s=grace).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The SOAP server alone (gunicorn's master and its workers), as ``gateway serve`` starts it."""
+    from gateway.config import load_config
+    from gateway.logs import configure_logging
+
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway.server", description="run the SOAP server alone (started by gateway serve)"
+    )
+    parser.add_argument("--config", help="configuration file (TOML)")
+    args = parser.parse_args(argv)
     try:
-        GatewayServer(config).run()
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=config.server.graceful_timeout + 35)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        config = load_config(args.config)
+    except GatewayError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return exc.exit_code
+    configure_logging(config.log.level, config.log.format)
+    GatewayServer(config).run()
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

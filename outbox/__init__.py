@@ -4,7 +4,7 @@ The database is the broker (``outbox.store`` holds all SQL); ``outbox.worker`` d
 ``outbox.transport``. Uses ``contracts`` at most: endpoints arrive as ``EndpointSpec`` values from the caller.
 """
 
-from outbox.policy import BreakerPolicy, Delivery, Kind, RetryPolicy
+from outbox.policy import BreakerPolicy, Delivery, Kind, QuarantinePolicy, RetryPolicy
 from outbox.store import Claimed, NewMessage, OutboxStore, enqueue, now_ms
 from outbox.transport import ClientIdentity, EndpointSpec, SoapTransport
 from outbox.worker import Worker
@@ -18,6 +18,7 @@ __all__ = [
     "Kind",
     "NewMessage",
     "OutboxStore",
+    "QuarantinePolicy",
     "RetryPolicy",
     "SoapTransport",
     "Worker",

@@ -10,7 +10,7 @@ import enum
 import random
 from dataclasses import dataclass, field
 
-__all__ = ["BreakerPolicy", "Delivery", "Kind", "RetryPolicy"]
+__all__ = ["BreakerPolicy", "Delivery", "Kind", "QuarantinePolicy", "RetryPolicy"]
 
 
 class Kind(enum.Enum):
@@ -69,3 +69,31 @@ class BreakerPolicy:
 
     def pause_ms(self, opens: int) -> int:
         return int(min(self.max_open_ms, self.open_ms * 2 ** max(opens - 1, 0)))
+
+
+@dataclass(frozen=True)
+class QuarantinePolicy:
+    """What happens to a suspect: a message whose lease expired because its worker died or stalled with it.
+
+    The first retry comes at once (the crash already cost a lease time); each further death in a row waits
+    ``backoff_ms`` doubling up to ``max_backoff_ms``. A suspect becomes a dead letter only on evidence: it was
+    in flight alone (its worker held nothing else) at ``deaths`` deaths in a row, all within ``window_ms``.
+    A completed attempt, whatever its outcome, ends the quarantine.
+    """
+
+    backoff_ms: int = 60_000
+    max_backoff_ms: int = 900_000
+    deaths: int = 3
+    window_ms: int = 600_000
+
+    def delay_ms(self, deaths_in_a_row: int) -> int:
+        """The pause before the next attempt after ``deaths_in_a_row`` deaths without a completed attempt."""
+        if deaths_in_a_row <= 1:
+            return 0
+        return int(min(self.max_backoff_ms, self.backoff_ms * 2 ** min(deaths_in_a_row - 2, 30)))
+
+    def shortest_evidence_ms(self, lease_ms: int) -> int:
+        """The shortest time in which ``deaths`` alone deaths can happen in a row, when the first death of a
+        run is not alone (a suspect is claimed alone only from its second try on): the backoffs between
+        them plus a lease time each for the death to be noticed."""
+        return sum(self.delay_ms(k) + lease_ms for k in range(2, self.deaths + 1))

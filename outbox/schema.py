@@ -3,6 +3,11 @@
 Times are integer epoch milliseconds (UTC) so the same comparisons run on SQLite and PostgreSQL and the
 clock can be injected in tests. The partial indexes match the claim query exactly: pending messages in
 ``(next_attempt_ms, id)`` order, and at most one ``inflight`` message per stream (case).
+
+Quarantine (``outbox.policy.QuarantinePolicy``): ``lease_expiries`` counts the deaths in a row of a message
+(its lease expired: its worker died or stalled with it) since its last completed attempt; a message with
+``lease_expiries > 0`` is a suspect, claimed only alone. ``alone_deaths`` counts how many of the latest of
+those deaths in a row found it in flight alone (the evidence), ``quarantined_ms`` when the run began.
 """
 
 from __future__ import annotations
@@ -42,7 +47,10 @@ outbox_message = Table(
     Column("original_consumer", String(64), nullable=True),
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
+    # deaths in a row since the last completed attempt (see the module docstring)
     Column("lease_expiries", Integer, nullable=False, server_default=text("0")),
+    Column("alone_deaths", Integer, nullable=False, server_default=text("0")),
+    Column("quarantined_ms", BigInteger, nullable=True),
     Column("lease_owner", String(100), nullable=True),
     Column("lease_token", String(36), nullable=True),
     Column("lease_expires_ms", BigInteger, nullable=True),
@@ -70,6 +78,13 @@ outbox_message = Table(
         unique=True,
         sqlite_where=text("status = 'inflight'"),
         postgresql_where=text("status = 'inflight'"),
+    ),
+    Index(
+        "ix_outbox_message_suspect",
+        "next_attempt_ms",
+        "id",
+        sqlite_where=text("status = 'pending' AND lease_expiries > 0"),
+        postgresql_where=text("status = 'pending' AND lease_expiries > 0"),
     ),
     Index(
         "ix_outbox_message_lease",

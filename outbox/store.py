@@ -5,18 +5,25 @@ State machine of a message::
 
     pending ──claim──▶ inflight ──success──▶ done
        ▲                  │ transient (retry later) ─▶ pending
-       │                  │ permanent / gave up / 3 lost leases ─▶ dead ──operator──▶ pending | skipped
-       └──lease expired───┘
+       │                  │ permanent / gave up / poison (evidence) ─▶ dead ──operator──▶ pending | skipped
+       └──lease expired───┘ (quarantined: a suspect, retried alone with a growing pause)
 
 Messages of one stream (case) leave in ``seq`` order: only the first unfinished message of a stream can be
 claimed, a dead message blocks (and dead-letters) the ones behind it until an operator retries or skips it,
 and a unique partial index keeps at most one message of a stream in flight. Every completion is fenced by
 the lease token, so a worker that lost its lease (paused, partitioned) cannot overwrite the outcome.
+
+A message whose lease expired (its worker died or stalled with it) is quarantined, not buried: it is retried
+alone, at once after its first death and after a growing pause after each further one
+(``outbox.policy.QuarantinePolicy``), and the messages behind it wait. It becomes a dead letter only on
+evidence, when it was in flight alone at several deaths in a row within a window; a completed attempt of
+any outcome ends the quarantine. Each death is logged at WARNING (message id, case id, destination).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 import uuid
@@ -50,7 +57,7 @@ from sqlalchemy.exc import IntegrityError
 
 from contracts.db import metadata
 from contracts.statements import Prepared, PreparedRows
-from outbox.policy import BreakerPolicy, Delivery, Kind, RetryPolicy
+from outbox.policy import BreakerPolicy, Delivery, Kind, QuarantinePolicy, RetryPolicy
 from outbox.schema import outbox_attempt, outbox_destination, outbox_message
 
 __all__ = ["FIRST_MESSAGES", "Claimed", "NewMessage", "OutboxStore", "enqueue", "first_message", "now_ms"]
@@ -78,7 +85,7 @@ _CLAIMED = [
         "next_attempt_ms",
     )
 ]
-MAX_LEASE_EXPIRIES = 3
+log = logging.getLogger("outbox.store")
 _UNFINISHED = ("pending", "inflight", "dead")
 #: the reaper looks for expired leases at most this often per store (leases last seconds)
 REAP_INTERVAL_MS = 1_000
@@ -95,6 +102,8 @@ outbox_audit = Table(
 )
 
 
+#: a completed attempt, whatever its outcome, ends a quarantine
+_NOT_SUSPECT = {"lease_expiries": 0, "alone_deaths": 0, "quarantined_ms": None}
 _FENCE = and_(m.c.id == bindparam("b_id"), m.c.status == "inflight", m.c.lease_token == bindparam("b_token"))
 _RETRY = (
     update(m)
@@ -106,6 +115,7 @@ _RETRY = (
         lease_token=None,
         lease_expires_ms=None,
         last_error=bindparam("b_error"),
+        **_NOT_SUSPECT,
     )
 )
 # enqueue runs on the request path: compiled once, run on the driver cursor (see contracts.statements)
@@ -127,7 +137,7 @@ _MESSAGE_COLUMNS = [
 _ENQUEUE = Prepared(insert(m).returning(m.c.id), column_keys=_MESSAGE_COLUMNS)
 #: the first messages of new streams (new cases), inserted together: rows from ``first_message``
 FIRST_MESSAGES = PreparedRows(m, _MESSAGE_COLUMNS)
-_FAILED = update(m).where(_FENCE).values(last_error=bindparam("b_error"))
+_FAILED = update(m).where(_FENCE).values(last_error=bindparam("b_error"), **_NOT_SUSPECT)
 _DONE = (
     update(m)
     .where(
@@ -141,8 +151,44 @@ _DONE = (
         lease_token=None,
         lease_expires_ms=None,
         last_error=None,
+        **_NOT_SUSPECT,
     )
     .returning(m.c.id)
+)
+_EXPIRED = (
+    select(
+        m.c.id,
+        m.c.stream,
+        m.c.seq,
+        m.c.destination,
+        m.c.attempts,
+        m.c.lease_expiries,
+        m.c.alone_deaths,
+        m.c.quarantined_ms,
+        m.c.lease_owner,
+        m.c.lease_token,
+    )
+    .where(m.c.status == "inflight", m.c.lease_expires_ms < bindparam("b_now"))
+    .order_by(m.c.lease_expires_ms, m.c.id)
+)
+#: the quarantined messages that status() lists (the oldest quarantines first)
+QUARANTINE_LISTED = 50
+_QUARANTINED = (
+    select(
+        m.c.id,
+        m.c.stream,
+        m.c.seq,
+        m.c.destination,
+        m.c.status,
+        m.c.lease_expiries,
+        m.c.alone_deaths,
+        m.c.quarantined_ms,
+        m.c.next_attempt_ms,
+        m.c.last_error,
+    )
+    .where(m.c.status.in_(("pending", "inflight")), m.c.lease_expiries > 0)
+    .order_by(m.c.quarantined_ms, m.c.id)
+    .limit(QUARANTINE_LISTED)
 )
 _STREAM_STATE = select(func.max(m.c.seq), func.min(case((m.c.status == "dead", m.c.id)))).where(
     m.c.stream == bindparam("b_stream")
@@ -191,6 +237,39 @@ def _insert_attempts(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class _Death:
+    """A message the reaper found with an expired lease: what the log says about it after the commit."""
+
+    id: int
+    stream: str
+    destination: str
+    worker: str
+    deaths: int
+    alone: int
+    retry_ms: int
+    dead_reason: str | None
+
+
+def _report(deaths: Iterable[_Death]) -> None:
+    for death in deaths:
+        fields = {
+            "message": death.id,
+            "case": death.stream,
+            "destination": death.destination,
+            "worker": death.worker,
+            "deaths": death.deaths,
+            "aloneDeaths": death.alone,
+        }
+        if death.dead_reason is not None:
+            log.error(
+                "poison message: dead letter", extra={"fields": {**fields, "reason": death.dead_reason}}
+            )
+        else:
+            fields["retryInSeconds"] = round(death.retry_ms / 1000, 1)
+            log.warning("message quarantined: its worker died with it in flight", extra={"fields": fields})
 
 
 @dataclass(frozen=True)
@@ -261,6 +340,7 @@ class OutboxStore:
     lease_ms: int = 10_000
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    quarantine: QuarantinePolicy = field(default_factory=QuarantinePolicy)
     clock: Callable[[], int] = now_ms
     #: a lock shared with the other processes writing the same SQLite file (taken inside ``_serial``)
     writers: AbstractContextManager[Any] | None = None
@@ -366,12 +446,28 @@ class OutboxStore:
         """``claim_query`` with no destination left out, built once. Parameters: b_now, b_limit."""
         return self.claim_query(bindparam("b_now"), bindparam("b_limit"))
 
+    @functools.cached_property
+    def _suspect_statement(self) -> Any:
+        """Due suspects that are first in their stream, through their own small partial index (built once).
+
+        Parameters: b_now, b_limit."""
+        query = (
+            self._due(m, bindparam("b_now"), bindparam("b_limit"))
+            .where(m.c.lease_expiries > 0)
+            .add_columns(m.c.destination)
+        )
+        if self.postgres:
+            query = query.with_for_update(skip_locked=True, of=m)
+        return query
+
     def claim(self, owner: str, limit: int, *, suspects: bool = True) -> list[Claimed]:
         """Lease up to ``limit`` messages to ``owner``; attempts are counted here, before the call.
 
         A message whose lease expired before may be what killed its worker. Such a suspect is claimed only
-        alone (``suspects`` says the caller has nothing else in flight), so a poison message cannot take
-        innocent messages of the same batch down with it, again and again, into the dead letters.
+        alone, and only when ``suspects`` says the caller has nothing else in flight (a worker then claims
+        nothing more until it is done with it), so a poison message cannot take innocent messages of the
+        same batch down with it. When the caller may take one, a due suspect goes first: it has waited
+        longest.
         """
         if limit <= 0:
             return []
@@ -379,40 +475,33 @@ class OutboxStore:
         # One token per claim: the lease of each message is fenced by (id, token), and a reclaim always
         # draws a new token, so sharing it within a batch weakens nothing.
         token = str(uuid.uuid4())
+        deaths: list[_Death] = []
+        lease = {"b_owner": owner, "b_token": token, "b_expires": now + self.lease_ms}
         try:
             with self._transaction() as conn:
                 if self._reaped_ms is None or not 0 <= now - self._reaped_ms < self._reap_interval:
-                    self._reap(conn, now)
+                    deaths = self._reap(conn, now)
                     self._reaped_ms = now
                 allowance = self._allowances(conn, now)
-                if not allowance and not suspects:
-                    # the common case under load: no breaker limits anything and suspects wait, so the
-                    # database picks and leases in one statement
+                suspect = self._due_suspect(conn, now, allowance) if suspects else None
+                if suspect is not None:
+                    claimed = conn.execute(self._lease_statement, {"b_ids": [suspect], **lease}).all()
+                elif not allowance:
+                    # the common case under load: no breaker limits anything and no suspect goes first, so
+                    # the database picks and leases in one statement
                     claimed = conn.execute(
-                        self.claim_statement,
-                        {
-                            "b_now": now,
-                            "b_limit": limit,
-                            "b_owner": owner,
-                            "b_token": token,
-                            "b_expires": now + self.lease_ms,
-                        },
+                        self.claim_statement, {"b_now": now, "b_limit": limit, **lease}
                     ).all()
                 else:
-                    chosen = self._choose(conn, now, limit, allowance, suspects)
-                    if not chosen:
-                        return []
-                    claimed = conn.execute(
-                        self._lease_statement,
-                        {
-                            "b_ids": chosen,
-                            "b_owner": owner,
-                            "b_token": token,
-                            "b_expires": now + self.lease_ms,
-                        },
-                    ).all()
+                    chosen = self._choose(conn, now, limit, allowance)
+                    claimed = (
+                        conn.execute(self._lease_statement, {"b_ids": chosen, **lease}).all()
+                        if chosen
+                        else []
+                    )
         except IntegrityError:
             return []  # another worker took a message of the same stream first; the next poll retries
+        _report(deaths)  # only what was committed
         return [
             Claimed(
                 id=int(r.id),
@@ -433,10 +522,22 @@ class OutboxStore:
             for r in sorted(claimed, key=lambda r: (r.next_attempt_ms, r.id))
         ]
 
-    def _choose(
-        self, conn: Connection, now: int, limit: int, allowance: dict[str, int | None], suspects: bool
-    ) -> list[int]:
-        """The messages to lease, picked here: a suspect alone, and no more than a breaker allows."""
+    def _due_suspect(self, conn: Connection, now: int, allowance: dict[str, int | None]) -> int | None:
+        for row in conn.execute(self._suspect_statement, {"b_now": now, "b_limit": 10}):
+            left = allowance.get(row.destination)
+            if left is None or left > 0:
+                return int(row.id)
+        return None
+
+    def suspect_waiting(self) -> bool:
+        """Whether a suspect is due and first in its stream: a worker holding messages then lets them finish
+        and claims nothing more, so that it (or another worker) can take the suspect alone soon."""
+        now = self.clock()
+        with self._transaction() as conn:
+            return self._due_suspect(conn, now, self._allowances(conn, now)) is not None
+
+    def _choose(self, conn: Connection, now: int, limit: int, allowance: dict[str, int | None]) -> list[int]:
+        """The messages to lease when a breaker limits a destination: no suspect, no more than allowed."""
         blocked = [d for d, a in allowance.items() if a is not None and a <= 0]
         if blocked:  # a breaker is open: rare, so this statement is built each time
             rows = conn.execute(self.claim_query(now, limit * 2, blocked)).all()
@@ -445,10 +546,7 @@ class OutboxStore:
         chosen: list[int] = []
         for row in rows:
             if row.lease_expiries:
-                if suspects and not chosen:
-                    chosen.append(int(row.id))
-                    break
-                continue
+                continue  # suspects are claimed alone (_due_suspect)
             left = allowance.get(row.destination)
             if left is not None:
                 if left <= 0:
@@ -459,27 +557,73 @@ class OutboxStore:
                 break
         return chosen
 
-    def _reap(self, conn: Connection, now: int) -> None:
-        """Return messages whose lease expired (their worker died or stalled) to pending, or bury them."""
-        expired = conn.execute(
-            select(m.c.id, m.c.attempts, m.c.lease_expiries, m.c.stream, m.c.seq, m.c.lease_owner).where(
-                m.c.status == "inflight", m.c.lease_expires_ms < now
-            )
-        ).all()
-        for row in expired:
+    # -- the reaper and the quarantine -----------------------------------------------------------------------
+    def reap(self) -> int:
+        """Return every message whose lease expired to the queue (quarantined), or bury it on evidence.
+
+        The claim path reaps too (at most every ``_reap_interval``); this is for a process that delivers
+        nothing (the operations listener), so leases of a dead worker expire into the queue even when no
+        other worker runs. Returns how many messages were reaped.
+        """
+        with self._transaction() as conn:
+            deaths = self._reap(conn, self.clock())
+        _report(deaths)  # only what was committed
+        return len(deaths)
+
+    def _reap(self, conn: Connection, now: int) -> list[_Death]:
+        """Quarantine the messages whose lease expired (their worker died or stalled); bury on evidence.
+
+        A death counts as evidence against a message only when it was in flight alone: it had been leased
+        on its own as a suspect (claims lease a suspect alone, and a worker holding one claims nothing more)
+        and no other message of its worker is still in flight. A message claimed in a batch is never alone
+        at its first death, so that death is never evidence.
+        """
+        query = _EXPIRED
+        if self.postgres:
+            query = query.with_for_update(skip_locked=True, of=m)  # another reaper has these
+        expired = conn.execute(query, {"b_now": now}).all()
+        if not expired:
+            return []
+        held: dict[str, int] = dict(
             conn.execute(
+                select(m.c.lease_owner, func.count())
+                .where(m.c.status == "inflight", m.c.lease_owner.in_({r.lease_owner for r in expired}))
+                .group_by(m.c.lease_owner)
+            ).all()
+        )
+        policy = self.quarantine
+        deaths: list[_Death] = []
+        for row in expired:
+            others = int(held.get(row.lease_owner, 1)) - 1
+            alone = row.lease_expiries > 0 and others == 0
+            count = int(row.lease_expiries) + 1
+            alone_count = int(row.alone_deaths) + 1 if alone else 0
+            since = int(row.quarantined_ms) if row.lease_expiries and row.quarantined_ms else now
+            delay = policy.delay_ms(count)
+            if alone:
+                how = "in flight alone"
+            elif row.lease_expiries:
+                how = f"with {others} other message(s) of its worker in flight"
+            else:
+                how = "claimed with other messages"
+            detail = f"lease expired: worker {row.lease_owner} lost, {how}"
+            reaped = conn.execute(
                 update(m)
-                .where(m.c.id == row.id, m.c.status == "inflight")
+                .where(m.c.id == row.id, m.c.status == "inflight", m.c.lease_token == row.lease_token)
                 .values(
                     status="pending",
                     lease_owner=None,
                     lease_token=None,
                     lease_expires_ms=None,
-                    lease_expiries=m.c.lease_expiries + 1,
-                    next_attempt_ms=now,
-                    last_error=f"lease expired (worker {row.lease_owner} lost)",
+                    lease_expiries=count,
+                    alone_deaths=alone_count,
+                    quarantined_ms=since,
+                    next_attempt_ms=now + delay,
+                    last_error=detail[:500],
                 )
             )
+            if reaped.rowcount != 1:
+                continue  # heartbeated or reaped meanwhile
             self._log_attempt(
                 conn,
                 int(row.id),
@@ -489,17 +633,43 @@ class OutboxStore:
                 now,
                 "lease-lost",
                 None,
-                "lease expired",
+                detail,
             )
-            if row.lease_expiries + 1 >= MAX_LEASE_EXPIRIES:
-                self._bury(
-                    conn,
+            verdict = None
+            if alone_count >= policy.deaths:
+                first = self._evidence_start(conn, int(row.id), policy.deaths)
+                if first is not None and now - first <= policy.window_ms:
+                    verdict = (
+                        f"poison: its worker died with it in flight alone {policy.deaths} times in a row"
+                        f" within {(now - first) // 1000} s"
+                    )
+                    self._bury(conn, int(row.id), row.stream, int(row.seq), verdict, now)
+            deaths.append(
+                _Death(
                     int(row.id),
                     row.stream,
-                    int(row.seq),
-                    f"crash loop: lease expired {MAX_LEASE_EXPIRIES} times",
-                    now,
+                    row.destination,
+                    str(row.lease_owner),
+                    count,
+                    alone_count,
+                    delay,
+                    verdict,
                 )
+            )
+        return deaths
+
+    @staticmethod
+    def _evidence_start(conn: Connection, mid: int, deaths: int) -> int | None:
+        """When the last ``deaths`` attempts of a message began, if all of them were lost leases."""
+        rows = conn.execute(
+            select(outbox_attempt.c.started_ms, outbox_attempt.c.outcome)
+            .where(outbox_attempt.c.message_id == mid)
+            .order_by(outbox_attempt.c.id.desc())
+            .limit(deaths)
+        ).all()
+        if len(rows) < deaths or any(r.outcome != "lease-lost" for r in rows):
+            return None
+        return min(int(r.started_ms) for r in rows)
 
     def _bury(self, conn: Connection, mid: int, stream: str, seq: int, reason: str, now: int) -> None:
         conn.execute(
@@ -875,6 +1045,10 @@ class OutboxStore:
             breakers = conn.execute(
                 select(outbox_destination).where(outbox_destination.c.state != "closed")
             ).all()
+            quarantined = conn.execute(_QUARANTINED).all()
+            quarantined_count = conn.execute(
+                select(func.count()).where(m.c.status.in_(("pending", "inflight")), m.c.lease_expiries > 0)
+            ).scalar_one()
         by_destination: dict[str, dict[str, int]] = {}
         totals: dict[str, int] = {}
         for destination, status, count in counts:
@@ -893,4 +1067,22 @@ class OutboxStore:
                 }
                 for b in breakers
             ],
+            "quarantine": {
+                "count": int(quarantined_count),
+                "messages": [
+                    {
+                        "id": int(q.id),
+                        "case": q.stream,
+                        "seq": int(q.seq),
+                        "destination": q.destination,
+                        "status": q.status,
+                        "deaths": int(q.lease_expiries),
+                        "aloneDeaths": int(q.alone_deaths),
+                        "quarantinedForSeconds": round((now - int(q.quarantined_ms or now)) / 1000, 1),
+                        "nextAttemptInSeconds": max(0.0, round((int(q.next_attempt_ms) - now) / 1000, 1)),
+                        "lastError": q.last_error,
+                    }
+                    for q in quarantined
+                ],
+            },
         }

@@ -40,6 +40,8 @@ ACK_BACKLOG = 500
 #: while calls are running, the acknowledger waits up to this long for this many outcomes per commit
 ACK_LINGER_S = 0.02
 ACK_BATCH = 50
+#: while it holds messages, a worker looks this often for a suspect waiting to be delivered alone
+SUSPECT_CHECK_S = 1.0
 
 
 class Worker:
@@ -71,6 +73,8 @@ class Worker:
         self._wake = threading.Event()  # wakes the claimer: the local queue runs low or a slot freed up
         self.stop_event = threading.Event()
         self.delivered = 0
+        self._suspect_checked = 0.0  # monotonic time of the last look for a waiting suspect
+        self._suspect_seen = False
         # Fault injection for the crash tests only: {"kill-before-send" | "kill-after-send": {case ids}}.
         self.failpoints = failpoints or {}
 
@@ -225,12 +229,25 @@ class Worker:
                 return 0, False  # enough to do for a while: a claim takes tens of ms on a busy machine
             if any(m.lease_expiries for m in self._inflight.values()):
                 return 0, False  # a suspect is being delivered alone
+        if holding and self._suspect_waits():
+            return 0, False  # let what is in flight finish, then take the suspect alone
         # Messages not called yet are leased ahead up to PREFETCH per thread plus one claim, so claims are
         # large and the call threads do not run dry while one is made. Outcomes waiting for their commit
         # do not hold claims back (a busy acknowledger commits larger batches instead) until ACK_BACKLOG
         # of them wait.
         limit = self.threads * PREFETCH + CLAIM_BATCH
         return min(CLAIM_BATCH, limit - ahead, limit + ACK_BACKLOG - holding), holding == 0
+
+    def _suspect_waits(self) -> bool:
+        """Whether a suspect waits for a worker with nothing in flight (looked up at most every second)."""
+        now = time.monotonic()
+        if now - self._suspect_checked >= SUSPECT_CHECK_S:
+            self._suspect_checked = now
+            try:
+                self._suspect_seen = self.store.suspect_waiting()
+            except Exception:  # noqa: BLE001 - database trouble: the claim path reports it
+                self._suspect_seen = False
+        return self._suspect_seen
 
     def run(self) -> None:
         """Deliver until ``stop_event`` is set, then finish or give back what is in flight."""

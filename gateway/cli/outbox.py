@@ -44,8 +44,23 @@ def cmd_status(args: argparse.Namespace, store: OutboxStore) -> int:
         )
     if not status["breakers"]:
         lines.append("breakers: all closed")
+    lines += _quarantine_lines(status["quarantine"])
     emit(args, status, "\n".join(lines))
     return 0
+
+
+def _quarantine_lines(quarantine: dict[str, Any]) -> list[str]:
+    """Messages whose worker died with them in flight: retried alone, dead letters only on evidence."""
+    if not quarantine["count"]:
+        return ["quarantined: none"]
+    lines = [f"quarantined: {quarantine['count']} message(s) whose worker died with them in flight"]
+    lines += [
+        f"  {q['id']:>8} case {q['case']} #{q['seq']} to {q['destination']}: {q['deaths']} death(s) in a row,"
+        f" {q['aloneDeaths']} alone, for {q['quarantinedForSeconds']} s; next try in"
+        f" {q['nextAttemptInSeconds']} s"
+        for q in quarantine["messages"]
+    ]
+    return lines
 
 
 def cmd_list(args: argparse.Namespace, store: OutboxStore) -> int:
@@ -61,6 +76,8 @@ def cmd_list(args: argparse.Namespace, store: OutboxStore) -> int:
             m.c.next_attempt_ms,
             m.c.last_error,
             m.c.dead_reason,
+            m.c.lease_expiries,
+            m.c.alone_deaths,
         )
         .order_by(m.c.id.desc())
         .limit(args.limit)
@@ -75,9 +92,16 @@ def cmd_list(args: argparse.Namespace, store: OutboxStore) -> int:
         rows = [dict(r._mapping) for r in conn.execute(query)]
     for row in rows:
         row["next_attempt"] = _when(row.pop("next_attempt_ms"))
+        row["quarantined"] = bool(row["lease_expiries"]) and row["status"] in ("pending", "inflight")
     lines = [
         f"{r['id']:>8} {r['status']:<8} {r['stream']:<24} #{r['seq']:<3} {r['operation']:<13} "
-        f"{r['destination']:<20} attempts={r['attempts']} {r['dead_reason'] or r['last_error'] or ''}"
+        f"{r['destination']:<20} attempts={r['attempts']} "
+        + (
+            f"quarantined (deaths={r['lease_expiries']}, alone={r['alone_deaths']}) "
+            if r["quarantined"]
+            else ""
+        )
+        + f"{r['dead_reason'] or r['last_error'] or ''}"
         for r in rows
     ]
     emit(args, rows, "\n".join(lines) or "no messages")
@@ -100,6 +124,8 @@ def cmd_show(args: argparse.Namespace, store: OutboxStore) -> int:
             )
         ]
     data = {k: v for k, v in row._mapping.items() if k not in ("payload", "lease_token")}
+    data["quarantined"] = bool(data["lease_expiries"]) and data["status"] in ("pending", "inflight")
+    data["quarantined_since"] = _when(data.pop("quarantined_ms"))
     for key in ("next_attempt_ms", "created_ms", "done_ms", "lease_expires_ms"):
         data[key.removesuffix("_ms")] = _when(data.pop(key))
     data["attempt_log"] = [

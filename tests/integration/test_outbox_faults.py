@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, select
 
 from gateway.certs import ExamplePki
+from outbox.schema import outbox_message
 from tests.integration.faults import DeliverySystem
 from tests.integration.invariants import check_invariants
 
@@ -78,8 +80,13 @@ def test_kill_after_the_receivers_200_before_the_ack(system_factory: Any) -> Non
     assert 1 <= result["duplicates"] <= 2  # A-2 may have been in flight in the same worker
 
 
-def test_poison_message_dies_after_three_lost_leases_and_others_flow(system_factory: Any) -> None:
-    system: DeliverySystem = system_factory(lease_ms=1500)
+def test_poison_message_dies_on_evidence_and_others_flow(system_factory: Any) -> None:
+    """A message that kills every worker that delivers it is quarantined and retried alone; it becomes a
+    dead letter only when its worker died with it alone in flight three times in a row (its first death,
+    in a batch with the others, is no evidence), and the other cases are delivered."""
+    system: DeliverySystem = system_factory(
+        lease_ms=1500, quarantine_backoff_ms=500, quarantine_max_backoff_ms=1000
+    )
     for case in ("P-1", "P-2", "P-3", "P-4"):
         system.submit(case)
     deaths = 0
@@ -94,7 +101,16 @@ def test_poison_message_dies_after_three_lost_leases_and_others_flow(system_fact
             system.worker(failpoints="kill-before-send=P-2")  # every worker dies on this message
         time.sleep(0.1)
     assert system.counts() == {"done": 3, "dead": 1}
-    assert deaths >= 3
+    assert deaths >= 4  # one in a batch, then three alone
+    engine = create_engine(system.db_url)
+    try:
+        with engine.connect() as conn:
+            reason = conn.execute(
+                select(outbox_message.c.dead_reason).where(outbox_message.c.status == "dead")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert reason.startswith("poison: its worker died with it in flight alone 3 times in a row"), reason
     check_invariants(system.db_url, [system.region])  # type: ignore[list-item]
 
 

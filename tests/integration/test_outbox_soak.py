@@ -44,6 +44,9 @@ def test_soak_random_kills_and_failures(db_url: str, pki: ExamplePki, tmp_path: 
             "breaker_threshold": 50,
             "poll_ms": 20,
             "threads": 8,
+            # a message in flight at two random kills must not wait minutes in quarantine here
+            "quarantine_backoff_ms": 1000,
+            "quarantine_max_backoff_ms": 2000,
         },
     ).start()
     try:
@@ -85,8 +88,8 @@ def test_soak_random_kills_and_failures(db_url: str, pki: ExamplePki, tmp_path: 
             system.worker()
         counts = system.wait_settled(total, timeout=30)
         result = check_invariants(db_url, [system.region])
-        # A message in flight at three of the random kills is indistinguishable from a poison message and
-        # becomes a dead letter (with the ones it holds back); anything else must have been delivered.
+        # A message in flight at random kills is quarantined, not buried: only a message in flight alone at
+        # three kills in a row (poison evidence) may be a dead letter, with the ones it holds back.
         engine = make_engine(db_url, pool_size=1)
         with engine.connect() as conn:
             reasons = (
@@ -95,7 +98,7 @@ def test_soak_random_kills_and_failures(db_url: str, pki: ExamplePki, tmp_path: 
                 .all()
             )
         engine.dispose()
-        assert all(r.startswith(("crash loop", "blocked:")) for r in reasons), reasons
+        assert all(r.startswith(("poison:", "blocked:")) for r in reasons), reasons
         assert counts.get("done", 0) >= total * 0.98, counts
         assert kills >= 3
         assert result["arrivals"] >= total

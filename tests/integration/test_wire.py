@@ -142,7 +142,13 @@ def test_ping_writes_nothing_and_health_endpoints(
     status = requests.get(gateway.ops_url + "/status", timeout=5).json()
     assert live.status_code == 200
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": "ok", "schema": "ok", "soapListener": "ok"}
+    assert ready.json()["checks"] == {
+        "database": "ok",
+        "schema": "ok",
+        "soapListener": "ok",
+        "soapServer": "ok",  # serve's children
+        "deliveryWorker": "ok",
+    }
     assert status["publicUrl"] == gateway.url
     # the operations listener is plain HTTP on loopback; the SOAP port does not serve it
     with session_for(pki, "1177") as session:

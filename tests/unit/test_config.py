@@ -56,6 +56,22 @@ def test_file_and_environment(tmp_path: Path) -> None:
         ("[database]\nurl = 'mysql://x'\n", {}, "config: database.url: expected a sqlite://"),
         ("[log]\nformat = 'xml'\n", {}, "config: log.format: must be json or text"),
         ("[soap]\nmax_depth = 1000\n", {}, "config: soap.max_depth: must be between 8 and 256"),
+        ("[server]\nrestart_delay_ms = 0\n", {}, "config: server.restart_delay_ms: must be at least 1"),
+        (
+            "[server]\nrestart_delay_ms = 5000\nrestart_max_delay_ms = 1000\n",
+            {},
+            "config: server.restart_max_delay_ms: must not be below server.restart_delay_ms",
+        ),
+        (
+            "[outbox]\nquarantine_deaths = 0\n",
+            {},
+            "config: outbox.quarantine_deaths: must be between 1 and 20",
+        ),
+        (
+            "[outbox]\nquarantine_window_ms = 60000\n",
+            {},
+            "config: outbox.quarantine_window_ms: 3 deaths in a row take at least 200000 ms",
+        ),
         ("[server\n", {}, "invalid TOML"),
         ("", {"GATEWAY_PROXY_ENABLED": "maybe"}, "config: proxy.enabled: expected true or false"),
     ],
