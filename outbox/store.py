@@ -971,7 +971,11 @@ class OutboxStore:
                             status="pending",
                             next_attempt_ms=now,
                             dead_reason=None,
+                            # a pending suspect stays one (it is still claimed alone, its evidence kept);
+                            # a dead or skipped message an operator sends again starts afresh
                             lease_expiries=case((m.c.status == "pending", m.c.lease_expiries), else_=0),
+                            alone_deaths=case((m.c.status == "pending", m.c.alone_deaths), else_=0),
+                            quarantined_ms=case((m.c.status == "pending", m.c.quarantined_ms), else_=None),
                             done_ms=None,
                         )
                         .returning(m.c.id)

@@ -222,3 +222,16 @@ def test_policy_values() -> None:
     policy = QuarantinePolicy()
     assert [policy.delay_ms(n) for n in range(1, 7)] == [0, 60_000, 120_000, 240_000, 480_000, 900_000]
     assert policy.shortest_evidence_ms(LEASE) == 60_000 + 120_000 + 2 * LEASE
+
+
+def test_an_operator_retry_of_a_poison_dead_letter_starts_afresh(engine: Engine, clock: Clock) -> None:
+    store = make_store(engine, clock, deaths=2)
+    (poison,) = put(engine, clock, "case-p")
+    for n in range(3):
+        wait_until_due(engine, clock, poison)
+        die_with(store, clock, f"w{n}")
+    assert row(engine, poison)["status"] == "dead"
+    assert store.requeue("operator", message_id=poison) == {poison: "dead"}
+    state = row(engine, poison)
+    assert state["status"] == "pending"
+    assert (state["lease_expiries"], state["alone_deaths"], state["quarantined_ms"]) == (0, 0, None)
