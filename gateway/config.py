@@ -47,6 +47,20 @@ class ServerConfig:
     restart_max_delay_ms: int = 30_000
     #: a child that ran this long before it stopped is restarted after restart_delay_ms again
     restart_reset_ms: int = 60_000
+    #: deadlines before a request reaches a serving thread (docs/adr/0004): the TLS handshake, from the
+    #: connection's start; the request head, from the start (on a kept-alive connection, its first byte)
+    handshake_timeout_ms: int = 5_000
+    head_timeout_ms: int = 10_000
+    #: a body must arrive at this average rate (bytes per second) once body_grace_ms have passed
+    min_body_rate: int = 16_384
+    body_grace_ms: int = 5_000
+    #: concurrent connections per serving process, and per peer address within one
+    max_connections: int = 4_096
+    max_connections_per_peer: int = 128
+    #: longest a serving thread waits for a peer to take its response
+    write_timeout_ms: int = 30_000
+    #: readiness fails when every serving thread of every process has been busy this long
+    saturation_ms: int = 5_000
 
 
 @dataclass(frozen=True)
@@ -311,7 +325,18 @@ def validate(config: Config, *, check_files: bool = False) -> None:
         raise ConfigError(
             f"config: server.public_url: expected an http(s) URL, got {config.server.public_url!r}"
         )
-    for name in ("workers", "threads", "timeout", "keepalive"):
+    for name in (
+        "workers",
+        "threads",
+        "timeout",
+        "keepalive",
+        "handshake_timeout_ms",
+        "head_timeout_ms",
+        "max_connections",
+        "max_connections_per_peer",
+        "write_timeout_ms",
+        "saturation_ms",
+    ):
         if getattr(config.server, name) < 1:
             raise ConfigError(f"config: server.{name}: must be at least 1")
     if config.tls.minimum_version not in ("1.2", "1.3"):

@@ -46,7 +46,15 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from gateway.framing import RequestFramer, Verdict
 
-__all__ = ["ConnectionLimits", "GuardedWorker", "Listener", "guarded_worker_class", "read_worker_states"]
+__all__ = [
+    "ConnectionLimits",
+    "GuardedWorker",
+    "Listener",
+    "WorkerStates",
+    "guarded_worker_class",
+    "plain_refusal",
+    "read_worker_states",
+]
 
 #: body bytes kept in memory per request; beyond, the request is spooled to a temporary file
 SPOOL_IN_MEMORY = 1024 * 1024
@@ -68,8 +76,6 @@ class ConnectionLimits:
     #: bytes per second a body must average after ``body_grace`` seconds
     min_body_rate: int = 16 * 1024
     body_grace: float = 5.0
-    #: the longest body any listener's application accepts (refused at the head when announced larger)
-    max_body: int = 512 * 1024 * 1024
     max_head: int = 64 * 1024
     #: concurrent connections per worker process, and per peer address within it
     max_connections: int = 4096
@@ -80,11 +86,25 @@ class ConnectionLimits:
     keepalive: float = 75.0
 
 
+def plain_refusal(verdict: Verdict) -> bytes:
+    """A whole HTTP response for a request refused while it was read (the default ``Listener.refusal``)."""
+    text = _STATUS_TEXT.get(verdict.status, "Bad Request")
+    body = f"{verdict.status} {text}\n".encode()
+    return (
+        f"HTTP/1.1 {verdict.status} {text}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+
+
 @dataclass(frozen=True)
 class Listener:
-    """TLS for one listening address: ``context()`` returns the current server context."""
+    """One listening address: ``context()`` returns its current TLS server context (None: plain TCP, for
+    tests), ``max_body`` the longest body its application takes, and ``refusal`` renders the answer to a
+    request refused while it was read (the SOAP port answers a SOAP fault)."""
 
-    context: Callable[[], ssl.SSLContext]
+    context: Callable[[], ssl.SSLContext] | None
+    max_body: int = 512 * 1024 * 1024
+    refusal: Callable[[Verdict], bytes] = plain_refusal
 
 
 class _Phase:
@@ -110,6 +130,7 @@ class GuardedConn(TConn):  # type: ignore[misc]
         self.size = 0
         self.spool: IO[bytes] | None = None
         self.leftover = b""
+        self.listener = Listener(None)
         self.initialized = True  # gunicorn's init() (blocking handshake) never runs for these
 
     def keep(self, data: bytes) -> None:
@@ -146,7 +167,8 @@ class GuardedConn(TConn):  # type: ignore[misc]
 class GuardedWorker(ThreadWorker):  # type: ignore[misc]
     """gthread with the TLS handshake and request reading moved into the event loop (see the module)."""
 
-    listeners: ClassVar[dict[Any, Listener]] = {}
+    #: by port
+    listeners: ClassVar[dict[int, Listener]] = {}
     limits = ConnectionLimits()
     state_dir: Path | None = None
     #: configure() builds a subclass with these set; the arbiter forks workers of it
@@ -159,7 +181,7 @@ class GuardedWorker(ThreadWorker):  # type: ignore[misc]
         self.busy = 0
         self.saturated_since: float | None = None
         self._state_written = 0.0
-        self._listener_tls: dict[int, Listener | None] = {}
+        self._listeners: dict[int, Listener] = {}
 
     # -- accepting ------------------------------------------------------------------------------------------
     def accept(self, listener: Any) -> None:
@@ -180,13 +202,14 @@ class GuardedWorker(ThreadWorker):  # type: ignore[misc]
         self.per_peer[peer] += 1
         sock.setblocking(False)
         conn = GuardedConn(self.cfg, sock, client, listener.getsockname())
-        tls = self._tls_for(listener)
+        conn.listener = self._listener_of(listener)
         self.incoming.add(conn)
-        if tls is None:
+        if conn.listener.context is None:
             self._start_request(conn, conn.started)
             return
         try:
-            conn.sock = tls.context().wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            context = conn.listener.context()
+            conn.sock = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         except (ssl.SSLError, OSError) as exc:
             self.log.warning("TLS context unavailable; connection refused: %s", type(exc).__name__)
             self._close(conn, "tls-context")
@@ -194,17 +217,15 @@ class GuardedWorker(ThreadWorker):  # type: ignore[misc]
         conn.deadline = conn.started + self.limits.handshake_timeout
         self._handshake(conn)
 
-    def _tls_for(self, listener: Any) -> Listener | None:
+    def _listener_of(self, listener: Any) -> Listener:
+        """The configuration of a listening socket, by its port."""
         key = listener.fileno()
-        if key not in self._listener_tls:
+        found = self._listeners.get(key)
+        if found is None:
             name = listener.getsockname()
-            found = self.listeners.get(name)
-            if found is None and isinstance(name, tuple):
-                found = self.listeners.get(name[1])  # by port
-            if found is None and self.listeners:
-                found = next(iter(self.listeners.values()))
-            self._listener_tls[key] = found
-        return self._listener_tls[key]
+            port = name[1] if isinstance(name, tuple) else name
+            found = self._listeners[key] = self.listeners.get(port) or Listener(None)
+        return found
 
     def _refuse(self, sock: socket.socket, reason: str) -> None:
         self.closed[reason] += 1
@@ -251,7 +272,7 @@ class GuardedWorker(ThreadWorker):  # type: ignore[misc]
         conn.phase = _Phase.HEAD
         conn.deadline = since + self.limits.head_timeout
         conn.reset()
-        conn.framer = RequestFramer(max_head=self.limits.max_head, max_body=self.limits.max_body)
+        conn.framer = RequestFramer(max_head=self.limits.max_head, max_body=conn.listener.max_body)
         leftover, conn.leftover = conn.leftover, b""
         if leftover and self._take(conn, leftover):
             return
@@ -302,13 +323,8 @@ class GuardedWorker(ThreadWorker):  # type: ignore[misc]
         return False
 
     def _answer(self, conn: GuardedConn, verdict: Verdict) -> None:
-        text = _STATUS_TEXT.get(verdict.status, "Bad Request")
-        body = f"{verdict.status} {text}\n".encode()
-        response = (
-            f"HTTP/1.1 {verdict.status} {text}\r\nContent-Type: text/plain\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        ).encode() + body
-        with contextlib.suppress(ssl.SSLError, OSError):
+        response = conn.listener.refusal(verdict)
+        with contextlib.suppress(OSError):
             conn.sock.send(response)
         self._close(conn, verdict.reason)
 
@@ -435,8 +451,19 @@ class GuardedWorker(ThreadWorker):  # type: ignore[misc]
         self._start_request(conn, time.monotonic())
 
     # -- what the operations listener reads ------------------------------------------------------------------
+    def _state_file(self) -> Path | None:
+        return None if self.state_dir is None else self.state_dir / f"http-worker-{os.getpid()}.json"
+
+    def withdraw_state(self) -> None:
+        """Remove this process's state file (the worker is stopping)."""
+        path = self._state_file()
+        if path is not None:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
     def _publish(self, now: float) -> None:
-        if self.state_dir is None or now - self._state_written < 1.0:
+        path = self._state_file()
+        if path is None or now - self._state_written < 1.0:
             return
         self._state_written = now
         state = {
@@ -449,7 +476,6 @@ class GuardedWorker(ThreadWorker):  # type: ignore[misc]
             "closed": dict(self.closed),
             "at": time.time(),
         }
-        path = self.state_dir / f"http-worker-{os.getpid()}.json"
         tmp = path.with_suffix(".tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -461,7 +487,7 @@ class GuardedWorker(ThreadWorker):  # type: ignore[misc]
 
 
 def guarded_worker_class(
-    listeners: dict[Any, Listener], limits: ConnectionLimits, state_dir: Path | None
+    listeners: dict[int, Listener], limits: ConnectionLimits, state_dir: Path | None
 ) -> type[GuardedWorker]:
     """A worker class with this configuration, for gunicorn's ``worker_class`` setting."""
     attrs: dict[str, Any] = {"listeners": listeners, "limits": limits, "state_dir": state_dir}

@@ -1,8 +1,10 @@
 """The operations listener: ``/health/live``, ``/health/ready``, ``/status`` and ``/metrics`` on plain HTTP.
 
 It runs as a child process of ``gateway serve`` and exits when its parent is gone. Readiness means: the
-database answers, its schema is at the newest migration, the SOAP port accepts connections, and every
-other child of ``serve`` is running (read from the state file ``gateway.supervisor`` publishes). It also
+database answers, its schema is at the newest migration, the SOAP port accepts connections, a serving thread
+has been free within ``server.saturation_ms`` (read from the state the serving processes publish,
+``gateway.httpworker``), and every other child of ``serve`` is running (read from the state file
+``gateway.supervisor`` publishes). It also
 reaps expired outbox leases every second or so, so messages of a dead worker go back to the queue even when
 no worker runs. Nothing here reads or shows case data.
 """
@@ -29,6 +31,7 @@ from gateway.cases.inbox import inbox_message
 from gateway.config import Config
 from gateway.db import make_engine, ping
 from gateway.delivery import build_store
+from gateway.httpworker import WorkerStates, read_worker_states
 from gateway.supervisor import CHECK_NAMES, describe_child, read_state, state_path
 from outbox import OutboxStore
 from routing import CatalogueStore
@@ -89,15 +92,31 @@ class OpsApp:
         head = migrate.head_revision()
         soap = self._soap_port_open()
         children = self._child_checks()
+        serving = self._serving_check()
         return {
-            "ready": database and revision == head and soap and all(v == "ok" for v in children.values()),
+            "ready": database
+            and revision == head
+            and soap
+            and serving == "ok"
+            and all(v == "ok" for v in children.values()),
             "checks": {
                 "database": "ok" if database else "unreachable",
                 "schema": "ok" if revision == head else f"at {revision}, expected {head}",
                 "soapListener": "ok" if soap else "not accepting connections",
+                "servingCapacity": serving,
                 **children,
             },
         }
+
+    def serving(self) -> WorkerStates:
+        """What the serving processes published: busy threads, connections closed by reason."""
+        return read_worker_states(self.config.server.runtime_dir)
+
+    def _serving_check(self) -> str:
+        busy_for = self.serving().saturated_for(time.time())
+        if busy_for * 1000 >= self.config.server.saturation_ms:
+            return f"saturated: every serving thread busy for {busy_for:.0f} s"
+        return "ok"
 
     def routing_version(self) -> dict[str, Any]:
         try:
@@ -154,6 +173,7 @@ class OpsApp:
         database = ping(self.engine)
         lines.append(f"caf_up {1 if database else 0}")
         lines += self._child_metrics()
+        lines += self._serving_metrics()
         if not database:
             return "\n".join(lines) + "\n"
         routing = self.routing_version()
@@ -194,6 +214,26 @@ class OpsApp:
             f'caf_requests_accepted_total{{operation="{op}"}} {count}' for op, count in sorted(received)
         ]
         return "\n".join(lines) + "\n"
+
+    def _serving_metrics(self) -> list[str]:
+        states = self.serving()
+        lines = [
+            "# HELP caf_connections_closed_total Connections the serving processes closed, by reason.",
+            "# TYPE caf_connections_closed_total counter",
+        ]
+        lines += [
+            f'caf_connections_closed_total{{reason="{reason}"}} {count}'
+            for reason, count in sorted(states.closed.items())
+        ]
+        lines += [
+            "# HELP caf_serving_threads_busy Serving threads with a request, over all serving processes.",
+            "# TYPE caf_serving_threads_busy gauge",
+            f"caf_serving_threads_busy {sum(int(w.get('busy', 0)) for w in states.workers)}",
+            "# HELP caf_serving_saturated_seconds How long every serving thread has been busy.",
+            "# TYPE caf_serving_saturated_seconds gauge",
+            f"caf_serving_saturated_seconds {states.saturated_for(time.time()):.1f}",
+        ]
+        return lines
 
     def _child_metrics(self) -> list[str]:
         children = self.children()

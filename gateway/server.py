@@ -1,11 +1,13 @@
-"""``gateway serve``: gunicorn with gthread workers and mutual TLS, beside the delivery worker and the
-operations listener, all supervised (``gateway.supervisor``).
+"""``gateway serve``: gunicorn with the gateway's serving workers and mutual TLS, beside the delivery worker
+and the operations listener, all supervised (``gateway.supervisor``).
 
-gunicorn terminates TLS (1.2+, client certificate required, optional CRL) with a context from
-``gateway.soap.tls``; each worker builds its own application, engine and schema validators after the fork, so
-no connection or lxml object is shared between processes. Migrations run once, in ``serve``, before any
-child starts. gunicorn's master runs as a child of ``serve`` (``python -m gateway.server``); the operations
-listener (health, status, metrics) runs on plain HTTP, bound to loopback by default.
+The serving workers (``gateway.httpworker``: gthread's event loop and threads, with the TLS handshake and
+request reading moved before a thread, under deadlines) terminate TLS (1.2+, client certificate required,
+optional CRL) with a context from ``gateway.soap.tls``; each worker builds its own application, engine and
+schema validators after the fork, so no connection or lxml object is shared between processes. Migrations
+run once, in ``serve``, before any child starts. gunicorn's master runs as a child of ``serve``
+(``python -m gateway.server``); the operations listener (health, status, metrics) runs on plain HTTP, bound
+to loopback by default.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import os
 import socket
 import sys
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +26,10 @@ from gunicorn.app.base import BaseApplication
 from sqlalchemy.exc import OperationalError
 
 from gateway.config import Config
-from gateway.errors import GatewayError, ListenError
+from gateway.errors import GatewayError, InvalidRequestError, ListenError
+from gateway.framing import Verdict
+from gateway.httpworker import ConnectionLimits, Listener, guarded_worker_class
+from gateway.soap.envelope import fault_envelope
 from gateway.soap.tls import ServerContextFactory
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor, state_path
 
@@ -46,25 +52,34 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
 
     def load_config(self) -> None:
         cfg = self.gateway_config
-        factory = ServerContextFactory(cfg.tls)
-
-        def ssl_context(_conf: Any, _default: Any) -> Any:
-            return factory()
-
+        server = cfg.server
+        limits = ConnectionLimits(
+            handshake_timeout=server.handshake_timeout_ms / 1000,
+            head_timeout=server.head_timeout_ms / 1000,
+            min_body_rate=server.min_body_rate,
+            body_grace=server.body_grace_ms / 1000,
+            max_connections=server.max_connections,
+            max_per_peer=server.max_connections_per_peer,
+            write_timeout=server.write_timeout_ms / 1000,
+            keepalive=float(server.keepalive),
+        )
+        soap = Listener(ServerContextFactory(cfg.tls), cfg.soap.max_body_bytes, soap_refusal)
         settings: dict[str, Any] = {
-            "bind": [cfg.server.bind],
-            "workers": cfg.server.workers,
-            "worker_class": "gthread",
-            "threads": cfg.server.threads,
-            "timeout": cfg.server.timeout,
-            "graceful_timeout": cfg.server.graceful_timeout,
-            "keepalive": cfg.server.keepalive,
-            "backlog": cfg.server.backlog,
-            "certfile": str(cfg.tls.certificate),
-            "keyfile": str(cfg.tls.private_key),
-            "ca_certs": str(cfg.tls.trust_store),
-            "cert_reqs": 2,  # ssl.CERT_REQUIRED
-            "ssl_context": ssl_context,
+            "bind": [server.bind],
+            "workers": server.workers,
+            # gthread's loop, threads and keep-alive, with TLS and request reading before a thread
+            # (gateway.httpworker, docs/adr/0004); TLS is the worker's: gunicorn's ssl settings stay off
+            "worker_class": guarded_worker_class(
+                {_address(server.bind)[1]: soap}, limits, server.runtime_dir
+            ),
+            "worker_connections": server.max_connections + server.threads,
+            "threads": server.threads,
+            "timeout": server.timeout,
+            "graceful_timeout": server.graceful_timeout,
+            "keepalive": server.keepalive,
+            "backlog": server.backlog,
+            # never sendfile: the socket is TLS, whatever gunicorn's own ssl settings say
+            "sendfile": False,
             "accesslog": None,
             "errorlog": "-",
             "loglevel": cfg.log.level.lower(),
@@ -91,10 +106,38 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
 
 
 def _close_app(_server: Any, worker: Any) -> None:
-    """gunicorn's worker_exit hook: a worker that stops gives its database connections back cleanly."""
+    """gunicorn's worker_exit hook: a worker that stops gives its database connections back cleanly and
+    withdraws its published state."""
     close = getattr(getattr(worker, "wsgi", None), "close", None)
     if callable(close):
         close()
+    withdraw = getattr(worker, "withdraw_state", None)
+    if callable(withdraw):
+        withdraw()
+
+
+_REFUSED = {
+    400: "Request is not valid HTTP/1.1 ({reason})",
+    413: "Request body exceeds the limit",
+    431: "Request head (request line and headers) is too large",
+    501: "Transfer-Encoding other than chunked is not supported",
+}
+
+
+def soap_refusal(verdict: Verdict) -> bytes:
+    """The SOAP port's answer to a request refused while it was read: a VP015 fault with a log id."""
+    log_id = str(uuid.uuid4())
+    fault = InvalidRequestError(_REFUSED.get(verdict.status, _REFUSED[400]).format(reason=verdict.reason))
+    log.warning(
+        "soap request refused before it was read whole",
+        extra={"fields": {"logId": log_id, "platformCode": fault.platform_code, "reason": verdict.reason}},
+    )
+    body = fault_envelope(fault, log_id)
+    head = (
+        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/xml; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
 
 
 def _command(config: Config, module: str, *args: str) -> tuple[str, ...]:

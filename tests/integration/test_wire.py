@@ -146,6 +146,7 @@ def test_ping_writes_nothing_and_health_endpoints(
         "database": "ok",
         "schema": "ok",
         "soapListener": "ok",
+        "servingCapacity": "ok",  # a serving thread was free within server.saturation_ms
         "soapServer": "ok",  # serve's children
         "deliveryWorker": "ok",
     }
