@@ -18,8 +18,20 @@ from sqlalchemy.engine import make_url
 __all__ = ["WriterLock", "make_engine", "ping"]
 
 
-def make_engine(url: str, *, echo: bool = False, pool_size: int = 10, wait_for_flush: bool = True) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    echo: bool = False,
+    pool_size: int = 10,
+    wait_for_flush: bool = True,
+    read_only: bool = False,
+) -> Engine:
     """An engine for ``url``; every commit waits for its flush to disk unless ``wait_for_flush`` is False.
+
+    ``read_only`` is for probes and reports that must answer while a writer holds the database (health,
+    status, metrics): on SQLite its transactions never ask for the write lock (no ``BEGIN IMMEDIATE``;
+    ``PRAGMA query_only``), so a long write elsewhere cannot stall them; on PostgreSQL its sessions are
+    read-only (``default_transaction_read_only``).
 
     ``wait_for_flush=False`` is for bookkeeping whose loss only repeats work (the delivery worker's leases
     and outcomes, see docs/adr/0003-outbox-bookkeeping-commits.md): on PostgreSQL its commits return before
@@ -39,12 +51,14 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10, wait_for_f
             max_overflow=pool_size,
             connect_args={"timeout": 30, "check_same_thread": False},
         )
-        _sqlite_durability(engine)
+        _sqlite_durability(engine, read_only=read_only)
         return engine
     # A transaction left open (a crashed handler) must not hold locks or bloat the queue tables.
     options = "-c idle_in_transaction_session_timeout=60000 -c lock_timeout=10000"
     if not wait_for_flush:
         options += " -c synchronous_commit=off"
+    if read_only:
+        options += " -c default_transaction_read_only=on"
     given = parsed.query.get("options")
     if given:
         options = f"{given if isinstance(given, str) else ' '.join(given)} {options}"
@@ -60,7 +74,7 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10, wait_for_f
     )
 
 
-def _sqlite_durability(engine: Engine) -> None:
+def _sqlite_durability(engine: Engine, *, read_only: bool = False) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Hand transaction control to SQLAlchemy's begin event below (the documented pysqlite recipe).
@@ -70,7 +84,12 @@ def _sqlite_durability(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        if read_only:
+            cursor.execute("PRAGMA query_only=ON")
         cursor.close()
+
+    if read_only:
+        return  # reads run in autocommit: in WAL mode they never wait for a writer
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:

@@ -42,13 +42,21 @@ log = logging.getLogger("gateway.ops")
 
 
 class OpsApp:
-    """``supervisor_pid``: the ``gateway serve`` whose children this listener reports (None: standalone)."""
+    """``supervisor_pid``: the ``gateway serve`` whose children this listener reports (None: standalone).
 
-    def __init__(self, config: Config, engine: Engine, supervisor_pid: int | None = None) -> None:
+    Probes and reports read through ``reads`` (a read-only engine: on SQLite it never waits for the write
+    lock, so readiness answers while a writer holds the database); the lease reaper writes through
+    ``engine``.
+    """
+
+    def __init__(
+        self, config: Config, engine: Engine, supervisor_pid: int | None = None, reads: Engine | None = None
+    ) -> None:
         self.config = config
-        self.engine = engine
+        self.engine = reads or engine
         self.supervisor_pid = supervisor_pid
         self.store = build_store(config, engine)
+        self.reports = build_store(config, self.engine)
         self.started = time.time()
 
     def children(self) -> dict[str, dict[str, Any]] | None:
@@ -127,7 +135,7 @@ class OpsApp:
 
     def outbox_status(self) -> dict[str, Any]:
         try:
-            return self.store.status()
+            return self.reports.status()
         except Exception:  # noqa: BLE001 - status must answer even when the database does not
             return {"error": "database unreachable"}
 
@@ -177,7 +185,7 @@ class OpsApp:
         if not database:
             return "\n".join(lines) + "\n"
         routing = self.routing_version()
-        outbox = self.store.status()
+        outbox = self.reports.status()
         lines += [
             "# HELP caf_routing_version Active routing catalogue version.",
             "# TYPE caf_routing_version gauge",
@@ -290,8 +298,9 @@ def _reap_forever(store: OutboxStore, stop: threading.Event, interval_s: float) 
 
 def serve_ops(config: Config, parent_pid: int | None = None) -> int:
     host, _, port = config.ops.bind.rpartition(":")
-    engine = make_engine(config.database.url, pool_size=2)
-    app = OpsApp(config, engine, supervisor_pid=parent_pid)
+    engine = make_engine(config.database.url, pool_size=1)
+    reads = make_engine(config.database.url, pool_size=2, read_only=True)
+    app = OpsApp(config, engine, supervisor_pid=parent_pid, reads=reads)
     server = make_server(
         host.strip("[]"), int(port), app, server_class=_ThreadingServer, handler_class=_QuietHandler
     )
@@ -329,4 +338,5 @@ def serve_ops(config: Config, parent_pid: int | None = None) -> int:
         reaper.join(timeout=5)
         server.server_close()
         engine.dispose()
+        reads.dispose()
     return 0
