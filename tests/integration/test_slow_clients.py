@@ -261,3 +261,17 @@ def test_readiness_reports_a_saturated_server_and_recovers(gateway: GatewayProce
     assert ready() == (200, "ok")
     assert answers
     assert all(status in (200, 500) for status in answers)
+
+
+def test_metrics_count_the_closed_connections_by_reason(gateway: GatewayProcess) -> None:
+    """Runs after the tests above in this module (same gateway): each way of closing was counted."""
+    time.sleep(1.5)  # the serving processes publish their counters once a second
+    text = requests.get(gateway.ops_url + "/metrics", timeout=5).text
+    counts = {
+        line.split('reason="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("caf_connections_closed_total{")
+    }
+    for reason in ("handshake-timeout", "head-timeout", "body-too-slow", "peer-limit", "handshake-failed"):
+        assert counts.get(reason, 0) > 0, (reason, counts)
+    assert counts["handshake-timeout"] >= 2000  # idle and half a ClientHello, 1 000 each
