@@ -21,6 +21,7 @@ from gunicorn.app.base import BaseApplication
 from sqlalchemy.exc import OperationalError
 
 from gateway.config import Config
+from gateway.logs import GunicornLogger
 from gateway.soap.tls import ServerContextFactory
 
 __all__ = ["GatewayServer", "serve"]
@@ -63,6 +64,8 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
             "ssl_context": ssl_context,
             "accesslog": None,
             "errorlog": "-",
+            # gunicorn's own lines go through the gateway's handler and formatter (gateway.logs)
+            "logger_class": GunicornLogger,
             "loglevel": cfg.log.level.lower(),
             "proc_name": "caf-gateway",
             # Request line and header limits stay at gunicorn's defaults; the body limit is ours (soap).
@@ -77,10 +80,10 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
                 self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from gateway.logs import configure_logging
+        from gateway.logs import configure_from
         from gateway.soap.app import create_app
 
-        configure_logging(self.gateway_config.log.level, self.gateway_config.log.format)
+        configure_from(self.gateway_config.log)
         if self.app_factory is not None:
             return self.app_factory(self.gateway_config)
         return create_app(self.gateway_config)

@@ -40,8 +40,10 @@ class RoutingHolder:
         """Load the active version from the database, falling back to the local snapshot file."""
         try:
             self.refresh()
-        except Exception:  # noqa: BLE001 - any database failure: serve the last good snapshot
-            log.warning("routing catalogue unreachable in the database; trying the local snapshot")
+        except Exception:  # any database failure: serve the last good snapshot
+            log.warning(
+                "routing catalogue unreachable in the database; trying the local snapshot", exc_info=True
+            )
             self._load_file()
 
     def refresh(self) -> bool:
@@ -91,11 +93,23 @@ class RoutingHolder:
         self._thread.start()
 
     def _run(self) -> None:
+        failing = False
         while not self._stop.wait(self.poll_interval):
             try:
                 self.refresh()
-            except Exception:  # noqa: BLE001 - keep serving the last good table
-                log.warning("routing poll failed; keeping version %s", self.table.version)
+            except Exception:  # keep serving the last good table
+                # "repeat": written once with its cause, then counted (gateway.logs.RepeatFilter)
+                failing = True
+                log.warning(
+                    "routing poll failed; keeping version %s",
+                    self.table.version,
+                    exc_info=True,
+                    extra={"repeat": "routing-poll"},
+                )
+            else:
+                if failing:
+                    failing = False
+                    log.info("routing poll recovered", extra={"recovered": "routing-poll"})
 
     def stop(self) -> None:
         self._stop.set()
