@@ -1,4 +1,5 @@
-"""A real ``gateway serve`` logs no personal identity number wherever a caller puts one.
+"""A real ``gateway serve`` logs no personal identity number wherever a caller puts one, and keeps its files
+readable by its own user alone.
 
 Requests carry marked personal identity numbers (``MARKERS``) in the LogicalAddress, the caseId, the
 ``x-skltp-correlation-id`` and ``x-rivta-original-serviceconsumer-hsaid`` headers, the SOAPAction, an
@@ -11,7 +12,11 @@ included). Fault strings of schema refusals carry the same safe form on the wire
 from __future__ import annotations
 
 import json
+import os
+import stat
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import requests
@@ -20,7 +25,7 @@ from lxml import etree
 from gateway.certs import ExamplePki
 from tests.integration.conftest import REGISTER_EXAMPLE, session_for
 from tests.integration.envelopes import SOAP, envelope, fault_of
-from tests.integration.harness import GatewayProcess
+from tests.integration.harness import ROOT, GatewayProcess, publish_catalogue
 
 pytestmark = pytest.mark.slow
 PATH = "/complaintsandfeedback/RegisterCase/1/rivtabp21"
@@ -154,3 +159,50 @@ def test_marked_personal_numbers_never_reach_the_log(
     shown = [e for e in requests_logged if e.get("correlationId") or e.get("originalConsumer")]
     assert all(e.get("correlationId", "h:")[:2] == "h:" for e in shown), shown
     assert any(e.get("caseId") == "LOG-PRIVACY-1" for e in requests_logged)  # a clean id is shown as it is
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_files_of_a_running_gateway_are_readable_by_its_user_only(pki: ExamplePki, tmp_path: Path) -> None:
+    """gateway serve makes its database (and SQLite's files beside it) and the routing snapshot 0600.
+
+    The database directory does not exist before, so serve creates it (0700); a snapshot left 0644 by an
+    older version is tightened with a warning. The test process itself runs with umask 022, as a shell would.
+    """
+    old_umask = os.umask(0o022)
+    try:
+        var = tmp_path / "var" / "data"
+        db_url = f"sqlite:///{var / 'gateway.db'}"
+        gateway = GatewayProcess(pki, db_url, tmp_path, catalogue=None)
+        snapshot = tmp_path / "routing-snapshot.json"
+        snapshot.write_text("{}")
+        snapshot.chmod(0o644)
+        with gateway:
+            publish_catalogue(db_url, ROOT / "examples" / "routing.yaml")  # picked up by the routing poll
+            with session_for(pki, "1177") as session:
+                for _attempt in range(100):
+                    response = _post(session, gateway, envelope(_register("LOG-FILES-1"), DESK_UNIT), {})
+                    if response.status_code == 200:
+                        break
+                    time.sleep(0.1)
+                assert response.status_code == 200, response.text[:500]
+            files = {
+                "database": var / "gateway.db",
+                "wal": var / "gateway.db-wal",
+                "shm": var / "gateway.db-shm",
+                "snapshot": snapshot,
+            }
+            modes = {name: f"{_mode(path):04o}" for name, path in files.items()}
+            assert modes == dict.fromkeys(files, "0600"), modes
+            lock = var / "gateway.db-writers.lock"
+            if lock.exists():
+                assert _mode(lock) == 0o600
+            assert _mode(var) == 0o700
+            assert _mode(var.parent) == 0o700
+            for path in var.iterdir():
+                assert _mode(path) & 0o077 == 0, path
+    finally:
+        os.umask(old_umask)
+    assert "routing-snapshot.json was readable by others" in gateway.log_text()
