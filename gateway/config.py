@@ -154,7 +154,13 @@ class OutboxConfig:
 @dataclass(frozen=True)
 class LogConfig:
     level: str = "INFO"
-    format: str = "json"
+    #: auto (text on a terminal, JSON otherwise), json or text
+    format: str = "auto"
+    #: a failure that repeats is written once, then counted and summarised every this many seconds
+    repeat_seconds: int = 30
+    #: key for the pseudonyms (h:...) of request values that fail their format check; without it each
+    #: process keys them at random (the same value then gets another pseudonym in another process)
+    hash_key_file: Path | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -375,8 +381,10 @@ def validate(config: Config, *, check_files: bool = False) -> None:
         raise ConfigError("config: outbox.client_certificate and outbox.client_key go together")
     if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"config: log.level: unknown level {config.log.level!r}")
-    if config.log.format not in ("json", "text"):
-        raise ConfigError(f"config: log.format: must be json or text, got {config.log.format!r}")
+    if config.log.format not in ("auto", "json", "text"):
+        raise ConfigError(f"config: log.format: must be auto, json or text, got {config.log.format!r}")
+    if config.log.repeat_seconds < 1:
+        raise ConfigError("config: log.repeat_seconds: must be at least 1")
     if not config.gateway.case_service_address or config.gateway.case_service_address.strip() != (
         config.gateway.case_service_address
     ):
@@ -389,3 +397,4 @@ def validate(config: Config, *, check_files: bool = False) -> None:
         _check_file("outbox.client_certificate", config.outbox.client_certificate)
         _check_file("outbox.client_key", config.outbox.client_key)
         _check_file("outbox.trust_store", config.outbox.trust_store)
+        _check_file("log.hash_key_file", config.log.hash_key_file)

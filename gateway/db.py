@@ -8,6 +8,7 @@ would otherwise defer the write lock). Engines are created from configuration, n
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
-__all__ = ["WriterLock", "make_engine", "ping"]
+__all__ = ["WriterLock", "make_engine", "ping", "private_directory", "tighten"]
+
+log = logging.getLogger("gateway.db")
 
 
 def make_engine(
@@ -42,8 +45,8 @@ def make_engine(
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        if database and database != ":memory:" and not database.startswith("file:"):
+            _private_database_file(Path(database))
         engine = create_engine(
             parsed,
             echo=echo,
@@ -72,6 +75,61 @@ def make_engine(
         pool_pre_ping=True,
         connect_args=connect_args,
     )
+
+
+#: what SQLite keeps beside a database file; it creates them with the database file's own mode
+_SIDE_FILES = ("-wal", "-shm", "-journal", "-writers.lock")
+
+
+def _private_database_file(path: Path) -> None:
+    """Make sure the database file exists readable by its owner alone before SQLite opens it.
+
+    The cases in it are health data. SQLite creates a new file with mode 0644 less the umask, and gives
+    its -wal and -shm files the mode of the database file, so the file is created here with 0600 and
+    SQLite's own files follow it. A directory made for it is 0700; an existing file that others may read
+    is tightened, with a warning.
+    """
+    private_directory(path.parent)
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        return
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # not creatable here: SQLite reports the cause when it opens the file
+    for candidate in (path, *(Path(f"{path}{suffix}") for suffix in _SIDE_FILES)):
+        tighten(candidate)
+
+
+def private_directory(directory: Path) -> None:
+    """Create ``directory`` and each missing parent with mode 0700 (``mkdir -p`` would use the umask)."""
+    missing = []
+    while not directory.exists() and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    for path in reversed(missing):
+        path.mkdir(mode=0o700, exist_ok=True)
+
+
+def tighten(path: Path) -> None:
+    """Make an existing file readable by its owner alone (with a warning when others could read it)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            os.chmod(path, mode & 0o700)
+            log.warning(
+                "%s was readable by others (mode %04o); now by its owner only (%04o)",
+                path,
+                mode,
+                mode & 0o700,
+                extra={"fields": {"file": str(path)}},
+            )
+    except FileNotFoundError:
+        return
+    except OSError as exc:  # e.g. owned by another user; said in one line (commands may not set up logging)
+        log.warning(
+            "could not make %s private: %s", path, exc.strerror, extra={"fields": {"file": str(path)}}
+        )
 
 
 def _sqlite_durability(engine: Engine, *, read_only: bool = False) -> None:

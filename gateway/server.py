@@ -29,6 +29,7 @@ from gateway.config import Config
 from gateway.errors import GatewayError, InvalidRequestError, ListenError
 from gateway.framing import Verdict
 from gateway.httpworker import ConnectionLimits, Listener, guarded_worker_class
+from gateway.logs import GunicornLogger
 from gateway.soap.envelope import fault_envelope
 from gateway.soap.tls import ServerContextFactory
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor, state_path
@@ -82,6 +83,8 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
             "sendfile": False,
             "accesslog": None,
             "errorlog": "-",
+            # gunicorn's own lines go through the gateway's handler and formatter (gateway.logs)
+            "logger_class": GunicornLogger,
             "loglevel": cfg.log.level.lower(),
             "proc_name": "caf-gateway",
             # Request line and header limits stay at gunicorn's defaults; the body limit is ours (soap).
@@ -96,10 +99,10 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
                 self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from gateway.logs import configure_logging
+        from gateway.logs import configure_from
         from gateway.soap.app import create_app
 
-        configure_logging(self.gateway_config.log.level, self.gateway_config.log.format)
+        configure_from(self.gateway_config.log)
         if self.app_factory is not None:
             return self.app_factory(self.gateway_config)
         return create_app(self.gateway_config)
@@ -208,7 +211,7 @@ def serve(config: Config, *, with_ops: bool = True, with_worker: bool = True) ->
 def main(argv: list[str] | None = None) -> int:
     """The SOAP server alone (gunicorn's master and its workers), as ``gateway serve`` starts it."""
     from gateway.config import load_config
-    from gateway.logs import configure_logging
+    from gateway.logs import configure_from
 
     parser = argparse.ArgumentParser(
         prog="python -m gateway.server", description="run the SOAP server alone (started by gateway serve)"
@@ -220,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     except GatewayError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return exc.exit_code
-    configure_logging(config.log.level, config.log.format)
+    configure_from(config.log)
     GatewayServer(config).run()
     return 0
 

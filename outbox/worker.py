@@ -75,6 +75,7 @@ class Worker:
         self.delivered = 0
         self._suspect_checked = 0.0  # monotonic time of the last look for a waiting suspect
         self._suspect_seen = False
+        self._record_failing = False  # the last commit of outcomes failed (for its recovery line)
         # Fault injection for the crash tests only: {"kill-before-send" | "kill-after-send": {case ids}}.
         self.failpoints = failpoints or {}
 
@@ -109,8 +110,17 @@ class Worker:
         try:
             accepted = self.store.complete_many(results, self.owner)
         except Exception:
-            log.exception("could not record delivery outcomes", extra={"fields": {"count": len(results)}})
+            self._record_failing = True
+            log.error(
+                "could not record delivery outcomes",
+                exc_info=True,
+                extra={"fields": {"count": len(results)}, "repeat": "outbox-record"},
+            )
             accepted = set()
+        else:
+            if self._record_failing:
+                self._record_failing = False
+                log.info("recording delivery outcomes recovered", extra={"recovered": "outbox-record"})
         now = self.store.clock()
         self._wake.set()
         logging_all = log.isEnabledFor(logging.INFO)
@@ -207,14 +217,19 @@ class Worker:
     # -- the loop -------------------------------------------------------------------------------------------
     def _heartbeat(self) -> None:
         interval = self.store.lease_ms / 3000
+        failing = False
         while not self.stop_event.wait(interval):
             with self._lock:
                 leases = [(m.id, m.lease_token) for m in self._inflight.values()]
             try:
                 lost = self.store.heartbeat(leases)
-            except Exception:  # noqa: BLE001 - the next beat tries again
-                log.warning("heartbeat failed")
+            except Exception:  # the next beat tries again
+                failing = True
+                log.warning("heartbeat failed", exc_info=True, extra={"repeat": "outbox-heartbeat"})
                 continue
+            if failing:
+                failing = False
+                log.info("heartbeat recovered", extra={"recovered": "outbox-heartbeat"})
             with self._lock:
                 lost &= set(self._inflight)  # ignore messages recorded since the snapshot
             if lost:
@@ -262,6 +277,7 @@ class Worker:
         for thread in callers:
             thread.start()
         log.info("outbox worker started", extra={"fields": {"owner": self.owner, "threads": self.threads}})
+        claim_failing = False
         try:
             while not self.stop_event.is_set():
                 self._wake.clear()  # before looking, so a wake-up from now on is not lost
@@ -270,10 +286,15 @@ class Worker:
                 if free > 0:
                     try:
                         claimed = self.store.claim(self.owner, free, suspects=suspects)
-                    except Exception:  # noqa: BLE001 - database trouble: wait and try again
-                        log.warning("claim failed; retrying", exc_info=False)
+                    except Exception:  # database trouble: wait and try again
+                        # "repeat": written once with its cause, then counted (gateway.logs.RepeatFilter)
+                        claim_failing = True
+                        log.warning("claim failed; retrying", exc_info=True, extra={"repeat": "outbox-claim"})
                         self.stop_event.wait(1.0)
                         continue
+                    if claim_failing:
+                        claim_failing = False
+                        log.info("claims recovered", extra={"recovered": "outbox-claim"})
                 if claimed:
                     with self._work:
                         for message in claimed:

@@ -26,6 +26,33 @@ __all__ = ["RoutingHolder"]
 log = logging.getLogger("routing.holder")
 
 
+def _private_directory(directory: Path) -> None:
+    missing = []  # each created 0700 (mkdir -p would give the parents the umask's mode)
+    while not directory.exists() and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    for path in reversed(missing):
+        path.mkdir(mode=0o700, exist_ok=True)
+
+
+def _owner_only(path: Path) -> None:
+    """Tighten a snapshot file left readable by others (an older version wrote it 0644)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            os.chmod(path, 0o600)
+            log.warning(
+                "%s was readable by others (mode %04o); now by its owner only (0600)",
+                path,
+                mode,
+                extra={"fields": {"file": str(path)}},
+            )
+    except OSError as exc:  # e.g. owned by another user
+        log.warning(
+            "could not make %s private: %s", path, exc.strerror, extra={"fields": {"file": str(path)}}
+        )
+
+
 class RoutingHolder:
     def __init__(self, engine: Engine, snapshot_file: Path | None, poll_interval: float = 0.5) -> None:
         self.store = CatalogueStore(engine)
@@ -38,10 +65,14 @@ class RoutingHolder:
 
     def load(self) -> None:
         """Load the active version from the database, falling back to the local snapshot file."""
+        if self.snapshot_file is not None and self.snapshot_file.is_file():
+            _owner_only(self.snapshot_file)
         try:
             self.refresh()
-        except Exception:  # noqa: BLE001 - any database failure: serve the last good snapshot
-            log.warning("routing catalogue unreachable in the database; trying the local snapshot")
+        except Exception:  # any database failure: serve the last good snapshot
+            log.warning(
+                "routing catalogue unreachable in the database; trying the local snapshot", exc_info=True
+            )
             self._load_file()
 
     def refresh(self) -> bool:
@@ -63,8 +94,10 @@ class RoutingHolder:
             {"version": version, "hash": digest, "catalogue": catalogue.to_dict()}, sort_keys=True
         )
         try:
-            self.snapshot_file.parent.mkdir(parents=True, exist_ok=True)
+            # the catalogue names who may call what: readable by the gateway's user alone, whatever the umask
+            _private_directory(self.snapshot_file.parent)
             fd, tmp = tempfile.mkstemp(dir=self.snapshot_file.parent, prefix=".routing-", suffix=".tmp")
+            os.fchmod(fd, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(data)
                 fh.flush()
@@ -91,11 +124,23 @@ class RoutingHolder:
         self._thread.start()
 
     def _run(self) -> None:
+        failing = False
         while not self._stop.wait(self.poll_interval):
             try:
                 self.refresh()
-            except Exception:  # noqa: BLE001 - keep serving the last good table
-                log.warning("routing poll failed; keeping version %s", self.table.version)
+            except Exception:  # keep serving the last good table
+                # "repeat": written once with its cause, then counted (gateway.logs.RepeatFilter)
+                failing = True
+                log.warning(
+                    "routing poll failed; keeping version %s",
+                    self.table.version,
+                    exc_info=True,
+                    extra={"repeat": "routing-poll"},
+                )
+            else:
+                if failing:
+                    failing = False
+                    log.info("routing poll recovered", extra={"recovered": "routing-poll"})
 
     def stop(self) -> None:
         self._stop.set()

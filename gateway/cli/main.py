@@ -7,6 +7,7 @@ Every command exits non-zero with a one-line reason on failure and takes ``--jso
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -69,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Everything the gateway writes (database, routing snapshot, keys, anything under var/) holds or
+    # protects health data: readable by the gateway's user alone (0600, directories 0700), whatever the
+    # umask of the shell or service manager. Files are also created with explicit modes where they are made.
+    os.umask(0o077)
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)

@@ -12,12 +12,12 @@ __all__ = ["add_serve_parsers"]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.logs import configure_logging
+    from gateway.logs import configure_from
     from gateway.server import serve
 
     config = config_of(args)
     validate(config, check_files=True)
-    configure_logging(config.log.level, config.log.format)
+    configure_from(config.log)
     return serve(
         config, with_ops=not args.no_ops, with_worker=config.outbox.run_in_serve and not args.no_worker
     )
@@ -25,20 +25,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from gateway.delivery import run_worker
-    from gateway.logs import configure_logging
+    from gateway.logs import configure_from
 
     config = config_of(args)
     validate(config, check_files=True)
-    configure_logging(config.log.level, config.log.format)
+    configure_from(config.log)
     return run_worker(config, threads=args.threads)
 
 
 def cmd_ops(args: argparse.Namespace) -> int:
-    from gateway.logs import configure_logging
+    from gateway.logs import configure_from
     from gateway.ops import serve_ops
 
     config = config_of(args)
-    configure_logging(config.log.level, config.log.format)
+    configure_from(config.log)
     return serve_ops(config, parent_pid=args.parent)
 
 

@@ -22,13 +22,14 @@ from contracts.registry import XS_NS, ContractRegistry
 from contracts.validation import SchemaValidator
 from gateway.config import Config
 from gateway.errors import InvalidRequestError, ServerFault, SoapFault, VersionMismatchError
+from gateway.redact import pseudonym, safe_hsa_id, safe_id
 from gateway.soap.envelope import fault_envelope, parse_envelope, parse_xml, response_envelope
 from gateway.soap.handlers import Handlers, RequestContext
 from gateway.soap.identity import CallerIdentity
 
 __all__ = ["SoapApp"]
 
-log = logging.getLogger("gateway.soap.envelope")
+log = logging.getLogger("gateway.soap")
 StartResponse = Callable[..., Any]
 _WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
 _SOAP_BINDING_NS = "http://schemas.xmlsoap.org/wsdl/soap/"
@@ -87,6 +88,7 @@ class SoapApp:
         self.documents = ContractDocuments(registry, config.server.public_url)
         self.max_body = config.soap.max_body_bytes
         self.max_depth = config.soap.max_depth
+        self.actions = frozenset(c.soap_action for c in registry.contracts())
 
     def close(self) -> None:
         """Release the database connections (tests and tools that build an app in-process)."""
@@ -110,7 +112,8 @@ class SoapApp:
     def _post(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
         log_id = str(uuid.uuid4())
-        fields: dict[str, Any] = {"logId": log_id}
+        fields: dict[str, Any] = {"logId": log_id, "outcome": None}
+        level, error = logging.INFO, None  # OK at INFO, refusals and ERROR results at WARNING
         try:
             fields["consumer"] = consumer = self.identity.caller(environ)
             body = self._read_body(environ)
@@ -122,7 +125,7 @@ class SoapApp:
             contract = self.registry.get(payload.tag)
             if contract is None:
                 raise InvalidRequestError(
-                    f"Unknown request element {payload.tag}: no such service contract here"
+                    f"Unknown request element {pseudonym(str(payload.tag))}: no such service contract here"
                 )
             fields["operation"] = contract.operation
             self._check_soap_action(environ, contract.soap_action)
@@ -142,17 +145,27 @@ class SoapApp:
             )
             response = self.handlers.by_operation[contract.operation](ctx)
             fields.update(ctx.facts)
+            fields["outcome"] = ctx.facts.get("resultCode", "OK")
+            if fields["outcome"] == "ERROR":
+                level = logging.WARNING
             status, data = "200 OK", response_envelope(response)
         except SoapFault as fault:
             fields.update(faultCode=fault.faultcode, platformCode=fault.platform_code, reason=fault.message)
+            fields["outcome"] = fault.platform_code
+            if isinstance(fault, ServerFault):  # the gateway's own trouble: at ERROR, with what caused it
+                level, error = logging.ERROR, fault.__cause__ or fault.__context__
+            else:  # a refusal: the caller must fix something
+                level = logging.WARNING
             status, data = "500 Internal Server Error", fault_envelope(fault, log_id)
-        except Exception:
-            log.exception("unhandled error", extra={"fields": {"logId": log_id}})
+        except Exception as exc:  # noqa: BLE001 - answered as a server fault, logged with its cause
             internal = ServerFault("Internal error in the gateway; try again later")
             fields.update(faultCode=internal.faultcode, platformCode=internal.platform_code)
+            fields["outcome"] = internal.platform_code
+            level, error = logging.ERROR, exc
             status, data = "500 Internal Server Error", fault_envelope(internal, log_id)
         fields["ms"] = round((time.perf_counter() - started) * 1000, 2)
-        log.info("soap request", extra={"fields": fields})
+        fields = _loggable(fields, environ, self.actions)
+        log.log(level, "soap request", extra={"fields": fields}, exc_info=error)
         start_response(status, [("Content-Type", _XML), ("Content-Length", str(len(data)))])
         return [data]
 
@@ -215,6 +228,47 @@ class SoapApp:
                 return _plain(start_response, "404 Not Found", "No such schema\n")
             return _plain(start_response, "200 OK", f"{path}: append ?wsdl for the service description\n")
         return _plain(start_response, "404 Not Found", "Not found\n")
+
+
+#: values from the request and the rule each must pass before the request line shows it
+_CHECKED = (("consumer", safe_hsa_id), ("logicalAddress", safe_hsa_id))
+_HEADERS = (
+    ("correlationId", "HTTP_X_SKLTP_CORRELATION_ID", safe_id),
+    ("originalConsumer", "HTTP_X_RIVTA_ORIGINAL_SERVICECONSUMER_HSAID", safe_hsa_id),
+)
+_FROM_PAYLOAD = (("caseId", safe_id), ("messageId", safe_id))
+
+
+def _loggable(fields: dict[str, Any], environ: dict[str, Any], actions: frozenset[str]) -> dict[str, Any]:
+    """The request line's fields with every value from the request checked (``gateway.redact``).
+
+    A value that fails its format check is shown as its pseudonym, here and wherever a fault reason or a
+    routing trace quotes it (the fault on the wire may echo a caller's own value back; the log keeps none).
+    """
+    failed: dict[str, str] = {}
+
+    def check(key: str, value: Any, rule: Callable[[str | None], str | None]) -> None:
+        if not isinstance(value, str):
+            return
+        fields[key] = shown = rule(value)
+        if shown != value and len(value) >= 4:  # shorter values cannot hold personal data
+            failed[value] = str(shown)
+
+    for key, rule in _CHECKED + _FROM_PAYLOAD:
+        check(key, fields.get(key), rule)
+    for key, header, rule in _HEADERS:
+        check(key, environ.get(header), rule)
+    action = (environ.get("HTTP_SOAPACTION") or "").strip().strip('"')
+    if len(action) >= 4 and action not in actions:
+        failed[action] = pseudonym(action)
+    if failed:
+        for key in ("reason", "trace"):
+            text = fields.get(key)
+            if isinstance(text, str):
+                for value in sorted(failed, key=len, reverse=True):
+                    text = text.replace(value, failed[value])
+                fields[key] = text
+    return fields
 
 
 def _document(start_response: StartResponse, data: bytes) -> Iterable[bytes]:

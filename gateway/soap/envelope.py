@@ -21,6 +21,7 @@ from gateway.errors import (
     SoapFault,
     VersionMismatchError,
 )
+from gateway.redact import pseudonym
 
 __all__ = [
     "LOGICAL_ADDRESS",
@@ -157,8 +158,9 @@ def parse_envelope(root: etree._Element) -> Envelope:
             if must.strip() not in ("1", "true"):
                 raise InvalidRequestError("mustUnderstand must be 0 or 1")
             if block.tag not in _UNDERSTOOD:
+                # the header's name is the caller's: only its pseudonym is quoted (gateway.redact)
                 raise MustUnderstandError(
-                    f"Header {block.tag} is marked mustUnderstand but is not understood"
+                    f"Header {pseudonym(str(block.tag))} is marked mustUnderstand but is not understood"
                 )
     if not addresses:
         raise MissingAddressError("LogicalAddress header missing")

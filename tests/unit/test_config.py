@@ -54,7 +54,8 @@ def test_file_and_environment(tmp_path: Path) -> None:
         ("[proxy]\nenabled = true\n", {}, "config: proxy.enabled needs proxy.trusted_cidrs"),
         ("[proxy]\ntrusted_cidrs = ['10.0.0.300/8']\n", {}, "config: proxy.trusted_cidrs: not a network"),
         ("[database]\nurl = 'mysql://x'\n", {}, "config: database.url: expected a sqlite://"),
-        ("[log]\nformat = 'xml'\n", {}, "config: log.format: must be json or text"),
+        ("[log]\nformat = 'xml'\n", {}, "config: log.format: must be auto, json or text"),
+        ("[log]\nrepeat_seconds = 0\n", {}, "config: log.repeat_seconds: must be at least 1"),
         ("[soap]\nmax_depth = 1000\n", {}, "config: soap.max_depth: must be between 8 and 256"),
         ("[server]\nrestart_delay_ms = 0\n", {}, "config: server.restart_delay_ms: must be at least 1"),
         (
