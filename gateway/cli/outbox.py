@@ -160,26 +160,30 @@ def add_outbox_parser(sub: Any, run: Callable[[argparse.Namespace, Callable[...,
         return p
 
     p = command("status", cmd_status, "counts by status and destination, oldest pending, open breakers")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p = command("list", cmd_list, "recent messages (newest first)")
-    p.add_argument("--status", choices=["pending", "inflight", "done", "dead", "skipped"])
-    p.add_argument("--destination")
-    p.add_argument("--case")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--status",
+        choices=["pending", "inflight", "done", "dead", "skipped"],
+        help="only messages in this state",
+    )
+    p.add_argument("--destination", help="only messages to this endpoint name")
+    p.add_argument("--case", help="only messages of this case (caseId)")
+    p.add_argument("--limit", type=int, default=50, help="at most this many messages (default 50)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p = command("show", cmd_show, "one message and its delivery attempts (never its payload)")
-    p.add_argument("id", type=int)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("id", type=int, help="message id (from outbox list)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p = command(
         "retry",
         cmd_retry,
         "queue dead messages again: one (and those it held back), a case, or a destination",
     )
-    p.add_argument("id", type=int, nargs="?")
-    p.add_argument("--case")
-    p.add_argument("--destination")
+    p.add_argument("id", type=int, nargs="?", help="message id (or give --case / --destination)")
+    p.add_argument("--case", help="every dead message of this case")
+    p.add_argument("--destination", help="every dead message to this endpoint name")
     p = command("skip", cmd_skip, "give up on a pending or dead message; later messages of its case go on")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=int, help="message id (from outbox list)")
     p.add_argument("-m", "--message", help="why (kept in the audit log)")
     p = command("purge", cmd_purge, "delete delivered messages older than a duration (e.g. 30d)")
-    p.add_argument("--done-older-than", required=True)
+    p.add_argument("--done-older-than", required=True, help="a duration: 30d, 12h, 90m or 600s")
