@@ -1,8 +1,16 @@
 """Typed configuration: one TOML file, every key overridable by ``GATEWAY_<SECTION>_<KEY>``.
 
 The configuration is read once (``load_config``), validated, and passed down as a frozen object; nothing
-else in the code base reads the environment. Relative file paths are resolved against the directory of
-the TOML file. Secrets are only ever given as file paths and are masked in ``repr``.
+else in the code base reads the environment. Secrets are only ever given as file paths and are masked in
+``repr``.
+
+One rule for relative paths, so that a command gives the same answer from any working directory: every
+relative path that comes from the TOML file, the file name in a SQLite ``database.url`` included, is
+relative to the directory of that file, and so are the built-in defaults when a file is given. Paths from
+environment variables (``GATEWAY_<SECTION>_<KEY>``), and the defaults when no file is given, are relative
+to the current working directory. Every path is made absolute here, once: child processes and every later
+``chdir`` see the same files. ``sqlite://`` and ``sqlite:///:memory:`` (in-memory databases) and SQLite
+URI file names (``?uri=true``) are left as they are.
 """
 
 from __future__ import annotations
@@ -18,6 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from gateway.errors import ConfigError
 from outbox.policy import QuarantinePolicy
@@ -211,8 +222,7 @@ def _convert(where: str, hint: Any, value: Any, base: Path, from_env: bool) -> A
     if hint is Path:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"config: {where}: expected a file path, got {value!r}")
-        path = Path(value).expanduser()
-        return path if path.is_absolute() else (base / path)
+        return _absolute_path(Path(value), base)
     if origin is tuple:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -220,6 +230,28 @@ def _convert(where: str, hint: Any, value: Any, base: Path, from_env: bool) -> A
             raise ConfigError(f"config: {where}: expected a list of strings, got {value!r}")
         return tuple(value)
     raise ConfigError(f"config: {where}: unsupported setting type")  # pragma: no cover
+
+
+def _absolute_path(path: Path, base: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def resolve_database_url(url: str, base: Path) -> str:
+    """``url`` with a relative SQLite file name made absolute against ``base``; other URLs unchanged."""
+    if not url.startswith("sqlite"):
+        return url
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError("config: database.url: not a valid database URL") from None
+    database = parsed.database or ""
+    if not database or database == ":memory:" or parsed.query.get("uri") == "true":
+        return url
+    absolute = _absolute_path(Path(database), base)
+    if absolute == Path(database):
+        return url
+    return parsed.set(database=str(absolute)).render_as_string(hide_password=False)
 
 
 def _parse_env(env: Mapping[str, str], sections: Mapping[str, type[Any]]) -> dict[str, dict[str, str]]:
@@ -273,15 +305,29 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
         kwargs: dict[str, Any] = {}
         for key in names:
             if key in env_values.get(section, {}):
-                kwargs[key] = _convert(
-                    f"{section}.{key}", hints[key], env_values[section][key], Path.cwd(), True
-                )
+                origin = Path.cwd()
+                kwargs[key] = _convert(f"{section}.{key}", hints[key], env_values[section][key], origin, True)
             elif key in raw:
-                kwargs[key] = _convert(f"{section}.{key}", hints[key], raw[key], base, False)
+                origin = base
+                kwargs[key] = _convert(f"{section}.{key}", hints[key], raw[key], origin, False)
+            else:
+                origin = base
+                default = _default(cls, key)
+                if isinstance(default, Path):
+                    kwargs[key] = _absolute_path(default, origin)
+            if (section, key) == ("database", "url"):
+                given = kwargs.get(key, _default(cls, key))
+                if isinstance(given, str):
+                    kwargs[key] = resolve_database_url(given, origin)
         built[section] = cls(**kwargs)
     config = Config(**built, source=source)
     validate(config)
     return config
+
+
+def _default(cls: type[Any], key: str) -> Any:
+    found = next(f for f in dataclasses.fields(cls) if f.name == key)
+    return found.default
 
 
 def _check_bind(where: str, bind: str) -> None:

@@ -1,4 +1,9 @@
-"""Schema migrations (Alembic), run programmatically by ``gateway db upgrade`` and ``gateway serve``."""
+"""Schema migrations (Alembic), run programmatically by ``gateway db upgrade`` and ``gateway serve``.
+
+Only ``gateway db upgrade``, ``gateway serve`` and ``gateway routes bootstrap`` (what ``make run`` uses)
+change the schema. Every other command checks it with ``require_current`` and refuses an old, empty or
+unknown schema with one line that says what to run; it never changes the database to get there.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
-__all__ = ["current_revision", "downgrade", "head_revision", "upgrade"]
+from gateway.errors import DatabaseError
+
+__all__ = ["current_revision", "downgrade", "head_revision", "require_current", "upgrade"]
 
 _SCRIPTS = Path(__file__).resolve().parent / "migrations"
 
@@ -57,3 +64,22 @@ def head_revision() -> str | None:
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def require_current(engine: Engine) -> str:
+    """The schema revision when it is this version's newest; otherwise ``DatabaseError`` with what to run.
+
+    Reads only the ``alembic_version`` table (or finds it missing): nothing is created or changed.
+    """
+    current, head = current_revision(engine), head_revision()
+    if current == head and head is not None:
+        return head
+    script = ScriptDirectory.from_config(_config())
+    known = {rev.revision for rev in script.walk_revisions()}
+    if current is not None and current not in known:
+        raise DatabaseError(
+            f"database schema is at {current}, which this version (newest {head}) does not know: "
+            "a newer gateway migrated it; run that version"
+        )
+    shown = current if current is not None else "none (an empty database)"
+    raise DatabaseError(f"database schema is at {shown}, this version needs {head}: run gateway db upgrade")

@@ -156,26 +156,48 @@ def _address(bind: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def check_listen(bind: str, key: str) -> None:
-    """Refuse to start when ``bind`` cannot be listened on (taken by another process, no permission)."""
+def _listen_problem(where: str, bind: str, exc: OSError) -> ListenError:
+    port = bind.rpartition(":")[2]
+    if exc.errno == errno.EADDRINUSE:
+        reason = f"port {port} is in use (is another gateway running?): stop it or change {where}"
+    elif exc.errno == errno.EACCES:
+        reason = f"not permitted (ports below 1024 need privileges): choose another port in {where}"
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        reason = f"the host is not an address of this machine: change {where}"
+    else:
+        reason = f"{exc.strerror or exc}: change {where}"
+    return ListenError(f"cannot listen on {bind} ({where}): {reason}")
+
+
+def check_listen(where: str, bind: str) -> None:
+    """``ListenError`` unless a server could bind ``bind`` now (the socket is closed again at once)."""
     host, _, port = bind.rpartition(":")
     host = host.strip("[]")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror:
+        raise ListenError(
+            f"cannot listen on {bind} ({where}): unknown host {host!r}: change {where}"
+        ) from None
+    with socket.socket(family, kind, proto) as sock:
+        # as gunicorn and http.server do: a port whose old connections linger in TIME_WAIT is free
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((host, int(port)))
+            sock.bind(address)
         except OSError as exc:
-            why = "address already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
-            raise ListenError(
-                f"cannot listen on {bind} ({key}): {why}; stop the process that holds it or change {key}"
-            ) from None
+            raise _listen_problem(where, bind, exc) from None
 
 
 def serve(config: Config, *, with_ops: bool = True, with_worker: bool = True) -> int:
     from gateway import migrate
     from gateway.db import make_engine
 
+    # every port first: a second `make run` ends here in one line, before it migrates or starts anything
+    check_listen("server.bind", config.server.bind)
+    if with_ops:
+        check_listen("ops.bind", config.ops.bind)
     engine = make_engine(config.database.url, pool_size=1)
     try:
         migrate.upgrade(engine)
@@ -185,12 +207,10 @@ def serve(config: Config, *, with_ops: bool = True, with_worker: bool = True) ->
         log.error("database unreachable at start: schema not checked; routing from the local snapshot")
     finally:
         engine.dispose()
-    check_listen(config.server.bind, "server.bind")
     specs = [ChildSpec("soap", _command(config, "gateway.server"), _address(config.server.bind))]
     if with_worker:
         specs.append(ChildSpec("worker", _command(config, "gateway.cli", "worker")))
     if with_ops:
-        check_listen(config.ops.bind, "ops.bind")
         specs.append(
             ChildSpec(
                 "ops",

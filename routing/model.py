@@ -11,6 +11,8 @@ import dataclasses
 import hashlib
 import json
 import re
+import types
+import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -74,6 +76,53 @@ def check_url(value: str, where: str) -> str:
     return value
 
 
+_KIND_NAMES: dict[Any, str] = {
+    str: "a string",
+    bool: "true or false",
+    float: "a number",
+    datetime: "an instant",
+}
+
+
+def _is(value: Any, kind: Any) -> bool:
+    if kind is float:  # an integer is a number too; a boolean is not
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is datetime:  # ISO 8601 text, or a timestamp YAML read as one
+        return isinstance(value, str | datetime)
+    return isinstance(value, kind)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return "null" if value is None else type(value).__name__
+
+
+_KINDS: dict[type, dict[str, tuple[Any, ...]]] = {}
+
+
+def _field_kinds(cls: type) -> dict[str, tuple[Any, ...]]:
+    """Per field, the plain types a file may give it (None when the field is optional)."""
+    found = _KINDS.get(cls)
+    if found is None:
+        hints = typing.get_type_hints(cls)
+        found = {}
+        for f in dataclasses.fields(cls):
+            hint = hints[f.name]
+            args = typing.get_args(hint) if typing.get_origin(hint) in (types.UnionType, typing.Union) else ()
+            found[f.name] = tuple(None if a is type(None) else a for a in args) if args else (hint,)
+        _KINDS[cls] = found
+    return found
+
+
 class _Entity:
     """Mapping to and from plain dicts; subclasses name the fields that form their key."""
 
@@ -100,10 +149,20 @@ class _Entity:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> Any:
+        if not isinstance(data, Mapping):
+            raise CatalogueError(f"{where}: expected a mapping of fields, got {_kind(data)}")
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(data) - names)
+        unknown = sorted(str(k) for k in data if k not in names)
         if unknown:
             raise CatalogueError(f"{where}: unknown field {unknown[0]!r}")
+        kinds = _field_kinds(cls)
+        for name, value in data.items():
+            expected = kinds[name]
+            if value is None and None in expected:
+                continue
+            if not any(_is(value, kind) for kind in expected if kind is not None):
+                wanted = " or ".join(_KIND_NAMES[k] for k in expected if k is not None)
+                raise CatalogueError(f"{where}.{name}: expected {wanted}, got {_kind(value)}")
         values = dict(data)
         for name in cls.instant_fields:
             values[name] = parse_instant(values.get(name), f"{where}.{name}")
@@ -248,23 +307,26 @@ class Catalogue:
         return {name: [e.to_dict() for e in getattr(norm, name)] for name in SECTIONS}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Catalogue:
+    def from_dict(cls, data: Mapping[str, Any], where: str = "catalogue") -> Catalogue:
         if not isinstance(data, Mapping):
-            raise CatalogueError("catalogue: expected a mapping of sections")
-        unknown = sorted(set(data) - set(SECTIONS))
+            raise CatalogueError(f"{where}: expected a mapping of sections")
+        unknown = sorted(str(k) for k in data if k not in SECTIONS)
         if unknown:
-            raise CatalogueError(f"catalogue: unknown section {unknown[0]!r}")
+            raise CatalogueError(f"{where}: unknown section {unknown[0]!r}")
         sections: dict[str, tuple[Any, ...]] = {}
         for name, entity in SECTIONS.items():
-            items = data.get(name) or []
+            items = data.get(name)
+            items = [] if items is None else items  # an empty section in YAML reads as null
             if not isinstance(items, list):
-                raise CatalogueError(f"catalogue: section {name!r} must be a list")
-            sections[name] = tuple(entity.from_dict(item, f"{name}[{i}]") for i, item in enumerate(items))
+                raise CatalogueError(f"{where}: section {name!r} must be a list, got {_kind(items)}")
+            sections[name] = tuple(
+                entity.from_dict(item, f"{where}: {name}[{i}]") for i, item in enumerate(items)
+            )
         catalogue = cls(**sections).normalised()
         try:
             catalogue.canonical_json().encode()
         except UnicodeEncodeError:
-            raise CatalogueError("catalogue: text that is not valid Unicode (a lone surrogate)") from None
+            raise CatalogueError(f"{where}: text that is not valid Unicode (a lone surrogate)") from None
         return catalogue
 
     def canonical_json(self) -> str:

@@ -174,8 +174,17 @@ def _row_dict(section: str, row: Any) -> dict[str, Any]:
     return {f.name: _utc(row._mapping[f.name]) for f in dataclasses.fields(SECTIONS[section])}  # type: ignore[arg-type]
 
 
-def _entity_values(entity: _Entity) -> dict[str, Any]:
-    return {f.name: getattr(entity, f.name) for f in dataclasses.fields(entity)}  # type: ignore[arg-type]
+def _entity_values(section: str, entity: _Entity) -> dict[str, Any]:
+    """The row of ``entity``; text longer than its column is refused here, as one line, on every database
+    (SQLite would store it, PostgreSQL would fail the whole transaction with a driver error)."""
+    values = {f.name: getattr(entity, f.name) for f in dataclasses.fields(entity)}  # type: ignore[arg-type]
+    for name, value in values.items():
+        length = getattr(tables[section].c[name].type, "length", None)
+        if isinstance(value, str) and length is not None and len(value) > length:
+            label = _label(section, entity)
+            label = label if len(label) <= 80 else label[:77] + "..."
+            raise CatalogueError(f"{label}: {name} is longer than {length} characters")
+    return values
 
 
 def _label(section: str, entity: _Entity) -> str:
@@ -250,7 +259,7 @@ class CatalogueStore:
             )
             if existing is not None:
                 conn.execute(delete(table).where(*self._where_key(section, entity)))
-            conn.execute(insert(table).values(**_entity_values(entity)))
+            conn.execute(insert(table).values(**_entity_values(section, entity)))
             self._audit(conn, actor, "add", section, "/".join(entity.key()), before, entity.to_dict())
 
     def remove(self, section: str, entity: _Entity, actor: str) -> None:
@@ -281,7 +290,7 @@ class CatalogueStore:
                 if before.get(key) != entity:
                     self._audit(conn, actor, action, section, "/".join(key), None, entity.to_dict())
             conn.execute(delete(table))
-            rows = [_entity_values(e) for e in getattr(catalogue, section)]
+            rows = [_entity_values(section, e) for e in getattr(catalogue, section)]
             if rows:
                 conn.execute(insert(table), rows)
         return change

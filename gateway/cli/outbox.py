@@ -217,12 +217,16 @@ def add_outbox_parser(sub: Any, run: Callable[[argparse.Namespace, Callable[...,
 
     p = command("status", cmd_status, "counts by status and destination, oldest pending, open breakers")
     p = command("list", cmd_list, "recent messages (newest first)")
-    p.add_argument("--status", choices=["pending", "inflight", "done", "dead", "skipped"])
-    p.add_argument("--destination")
-    p.add_argument("--case")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument(
+        "--status",
+        choices=["pending", "inflight", "done", "dead", "skipped"],
+        help="only messages in this state",
+    )
+    p.add_argument("--destination", help="only messages to this endpoint name")
+    p.add_argument("--case", help="only messages of this case (caseId)")
+    p.add_argument("--limit", type=int, default=50, help="at most this many messages (default 50)")
     p = command("show", cmd_show, "one message and its delivery attempts (never its payload)")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=int, help="message id (from outbox list)")
     p = command(
         "retry",
         cmd_retry,

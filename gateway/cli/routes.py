@@ -3,6 +3,9 @@
 Edits go to the draft; ``diff`` previews the draft against the active version; ``publish`` freezes it as a
 new version that every serving process picks up within seconds; ``rollback`` republishes an old version.
 Every change is audited with the operator's name (``--author``, default the login name).
+
+Only ``bootstrap`` (what ``make run`` uses on a fresh machine) migrates the database schema; every other
+action refuses a schema that is not current (exit 4, "run gateway db upgrade").
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts import load_registry
-from gateway.cli.common import emit
+from gateway.cli.common import emit, open_engine
 from gateway.config import Config
 from routing import Catalogue, CatalogueError, CatalogueStore, RoutingTable
 from routing.errors import DecisionError
@@ -60,13 +63,8 @@ def contract_namespace(value: str) -> str:
         raise CatalogueError(f"unknown contract {value!r} (give an operation name or a namespace)") from None
 
 
-def _store(config: Config) -> CatalogueStore:
-    from gateway import migrate
-    from gateway.db import make_engine
-
-    engine = make_engine(config.database.url, pool_size=1)
-    migrate.upgrade(engine)
-    return CatalogueStore(engine)
+def _store(config: Config, *, migrate: bool = False) -> CatalogueStore:
+    return CatalogueStore(open_engine(config, migrate=migrate))
 
 
 def _instant(value: str | None, where: str) -> datetime | None:
@@ -411,71 +409,82 @@ def add_routes_parser(sub: Any, run: Callable[[argparse.Namespace, Callable[...,
     rsub = routes.add_subparsers(dest="routes_command", required=True, metavar="ACTION")
 
     def command(
-        name: str, func: Callable[..., int], help_text: str, json_flag: bool = True
+        name: str, func: Callable[..., int], help_text: str, json_flag: bool = True, migrates: bool = False
     ) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = rsub.add_parser(name, help=help_text)
+        p: argparse.ArgumentParser = rsub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--author", help="name recorded in the audit log (default: your login name)")
         if json_flag:
             p.add_argument("--json", action="store_true", help="machine-readable output")
-        p.set_defaults(func=lambda args: run(args, func))
+        p.set_defaults(func=lambda args: run(args, func), migrates=migrates)
         return p
 
-    p = command("list", cmd_list, "list routes and permissions of the draft (or --active / --version N)")
-    p.add_argument("--active", action="store_true")
-    p.add_argument("--version", type=int)
-    p = command("show", cmd_show, "show a published version (default: the active one) with its metadata")
-    p.add_argument("version", type=int, nargs="?")
-    command("history", cmd_history, "published versions, newest last; * marks the active one")
-    command("audit", cmd_audit, "the append-only audit log of every change")
-    command("diff", cmd_diff, "the draft against the active version, and what would stop a publish")
+    contract_help = "operation name (RegisterCase) or responder namespace"
+    p = command(
+        "list", cmd_list, "list routes and permissions of the draft (or --active / --version N)", True
+    )
+    p.add_argument("--active", action="store_true", help="list the active version instead of the draft")
+    p.add_argument("--version", type=int, help="list published version N instead of the draft")
+    p = command(
+        "show", cmd_show, "show a published version (default: the active one) with its metadata", True
+    )
+    p.add_argument("version", type=int, nargs="?", help="version number (default: the active one)")
+    command("history", cmd_history, "published versions, newest last; * marks the active one", True)
+    command("audit", cmd_audit, "the append-only audit log of every change", True)
+    command("diff", cmd_diff, "the draft against the active version, and what would stop a publish", True)
 
     p = command("add-component", cmd_add, "add a system (producer or consumer) by HSA-id")
-    p.add_argument("hsa_id")
-    p.add_argument("--description", default="")
+    p.add_argument("hsa_id", help="HSA-id of the system, e.g. SE2321000016-DEV1")
+    p.add_argument("--description", default="", help="free text for people (default empty)")
     p = command("add-contract", cmd_add, "add a service contract (operation name or responder namespace)")
-    p.add_argument("contract")
-    p.add_argument("--name")
+    p.add_argument("contract", help=contract_help)
+    p.add_argument("--name", help="short name shown in listings (default: none)")
     p.add_argument("--no-hsa-climb", action="store_true", help="resolve this contract without the HSA tree")
     p = command("add-address", cmd_add, "add a logical address (HSA-id of a unit or patient board)")
-    p.add_argument("address")
-    p.add_argument("--description", default="")
+    p.add_argument("address", help="HSA-id of the unit or patient board")
+    p.add_argument("--description", default="", help="free text for people (default empty)")
     p = command("add-endpoint", cmd_add, "add a producer endpoint (URL, timeouts, TLS settings)")
-    p.add_argument("name")
+    p.add_argument("name", help="endpoint name that routes point at (letters, digits, . _ -)")
     p.add_argument("--component", required=True, help="HSA-id of the system behind the endpoint")
-    p.add_argument("--url", required=True)
-    p.add_argument("--connect-timeout", type=float, default=2.0)
-    p.add_argument("--read-timeout", type=float, default=29.0)
-    p.add_argument("--client-cert")
-    p.add_argument("--client-key")
-    p.add_argument("--trust-store")
-    p.add_argument("--no-verify-hostname", action="store_true")
+    p.add_argument("--url", required=True, help="https URL the outbox posts to")
+    p.add_argument("--connect-timeout", type=float, default=2.0, help="seconds to connect (default 2)")
+    p.add_argument(
+        "--read-timeout", type=float, default=29.0, help="seconds to wait for the answer (default 29)"
+    )
+    p.add_argument(
+        "--client-cert", help="client certificate for this endpoint (default outbox.client_certificate)"
+    )
+    p.add_argument("--client-key", help="private key of --client-cert")
+    p.add_argument("--trust-store", help="CA bundle for this endpoint's server certificate")
+    p.add_argument("--no-verify-hostname", action="store_true", help="do not match the URL's host name")
     p = command(
         "add-route", cmd_add, "route CONTRACT at ADDRESS to an endpoint or 'internal' (the case desk)"
     )
-    p.add_argument("contract")
-    p.add_argument("address")
-    p.add_argument("target")
+    p.add_argument("contract", help=contract_help)
+    p.add_argument("address", help="logical address (HSA-id) or '*'")
+    p.add_argument("target", help="endpoint name, or 'internal' for the case desk")
     p.add_argument("--from", dest="valid_from", help="UTC instant, e.g. 2026-12-01T06:00:00Z (inclusive)")
     p.add_argument("--to", dest="valid_to", help="UTC instant (exclusive)")
     p = command("add-permission", cmd_add, "allow CONSUMER to call CONTRACT at ADDRESS (or '*')")
-    p.add_argument("consumer")
-    p.add_argument("contract")
-    p.add_argument("address")
-    p.add_argument("--from", dest="valid_from")
-    p.add_argument("--to", dest="valid_to")
+    p.add_argument("consumer", help="HSA-id of the calling system")
+    p.add_argument("contract", help=contract_help)
+    p.add_argument("address", help="logical address (HSA-id) or '*'")
+    p.add_argument("--from", dest="valid_from", help="UTC instant the permission starts (inclusive)")
+    p.add_argument("--to", dest="valid_to", help="UTC instant the permission ends (exclusive)")
     for p in [a for n, a in rsub.choices.items() if n.startswith("add-")]:
         p.add_argument("--replace", action="store_true", help="replace an entry with the same key")
 
     p = command("remove", cmd_remove, "remove an entry from the draft")
     p.add_argument(
-        "kind", choices=["component", "contract", "address", "endpoint", "route", "permission", "hsa"]
+        "kind",
+        choices=["component", "contract", "address", "endpoint", "route", "permission", "hsa"],
+        help="what to remove",
     )
     p.add_argument("key", nargs="+", help="route: CONTRACT ADDRESS; permission: CONSUMER CONTRACT ADDRESS")
     p.add_argument("--from", dest="valid_from", help="valid_from of the route or permission to remove")
 
     p = command("import", cmd_import, "replace the draft with a YAML/JSON file, or merge a CSV unit list")
-    p.add_argument("file")
-    p.add_argument("--format", choices=["yaml", "json"])
+    p.add_argument("file", help="catalogue file (.yaml, .json) or CSV unit list (.csv); at most 10 MiB")
+    p.add_argument("--format", choices=["yaml", "json"], help="file format (default: from the file name)")
     p.add_argument(
         "--units", action="store_true", help="FILE is a CSV unit list (address,target[,contract,…])"
     )
@@ -483,23 +492,29 @@ def add_routes_parser(sub: Any, run: Callable[[argparse.Namespace, Callable[...,
     p = command(
         "export", cmd_export, "print the active version (or --draft / --version N) as YAML or JSON", False
     )
-    p.add_argument("--format", choices=["yaml", "json"], default="yaml")
-    p.add_argument("--draft", action="store_true")
-    p.add_argument("--version", type=int)
+    p.add_argument("--format", choices=["yaml", "json"], default="yaml", help="output format (default yaml)")
+    p.add_argument("--draft", action="store_true", help="export the draft instead")
+    p.add_argument("--version", type=int, help="export published version N instead")
     p = command("publish", cmd_publish, "publish the draft as a new immutable version")
     p.add_argument("-m", "--message", required=True, help="why (kept in history)")
     p.add_argument(
         "--force", action="store_true", help="publish a diff larger than routing.max_publish_changes"
     )
     p = command("rollback", cmd_rollback, "publish an earlier version's content as a new version")
-    p.add_argument("version", type=int)
-    p.add_argument("-m", "--message")
-    p = command("bootstrap", cmd_bootstrap, "import and publish FILE if nothing is published yet")
-    p.add_argument("file")
-    p.add_argument("-m", "--message", default="bootstrap from example file")
-    p = command("resolve", cmd_resolve, "show the routing decision and access check with their traces")
-    p.add_argument("contract")
-    p.add_argument("address")
+    p.add_argument("version", type=int, help="the version whose content to publish again")
+    p.add_argument("-m", "--message", help="why (kept in history)")
+    p = command(
+        "bootstrap",
+        cmd_bootstrap,
+        "import and publish FILE if nothing is published yet (migrates the database schema first; "
+        "used by make run)",
+        migrates=True,
+    )
+    p.add_argument("file", help="catalogue file (.yaml or .json)")
+    p.add_argument("-m", "--message", default="bootstrap from example file", help="comment kept in history")
+    p = command("resolve", cmd_resolve, "show the routing decision and access check with their traces", True)
+    p.add_argument("contract", help=contract_help)
+    p.add_argument("address", help="logical address (HSA-id) to resolve")
     p.add_argument("--consumer", help="HSA-id of the calling system (checks access too)")
     p.add_argument("--at", help="UTC instant to resolve at (default now)")
     p.add_argument(
@@ -509,5 +524,5 @@ def add_routes_parser(sub: Any, run: Callable[[argparse.Namespace, Callable[...,
     p = command(
         "hsa", cmd_hsa_import, "replace the draft's HSA tree from a CSV file (hsa_id,parent,kind,name)"
     )
-    p.add_argument("hsa_command", choices=["import"])
-    p.add_argument("file")
+    p.add_argument("hsa_command", choices=["import"], help="import: replace the tree from FILE")
+    p.add_argument("file", help="CSV file with columns hsa_id,parent[,kind,name]; at most 10 MiB")

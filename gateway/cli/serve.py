@@ -1,4 +1,10 @@
-"""``gateway serve``, ``worker``, ``ops`` and ``check-config``: running the gateway's processes."""
+"""``gateway serve``, ``worker``, ``ops`` and ``check-config``: running the gateway's processes.
+
+``serve`` checks that it can listen on every port it needs before it migrates or starts anything
+(``gateway.server.check_listen``), so a second ``make run`` ends with one line (exit 5) instead of
+gunicorn retrying and logging for five seconds. ``serve`` migrates the database schema; ``check-config``
+reads only.
+"""
 
 from __future__ import annotations
 
@@ -36,8 +42,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_ops(args: argparse.Namespace) -> int:
     from gateway.logs import configure_from
     from gateway.ops import serve_ops
+    from gateway.server import check_listen
 
     config = config_of(args)
+    check_listen("ops.bind", config.ops.bind)
     configure_from(config.log)
     return serve_ops(config, parent_pid=args.parent)
 
@@ -61,7 +69,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def add_serve_parsers(sub: Any) -> None:
-    p = sub.add_parser("serve", help="serve SOAP over mutual TLS, the operations listener and delivery")
+    p = sub.add_parser(
+        "serve",
+        help="serve SOAP over mutual TLS, the operations listener and delivery (migrates the database "
+        "schema first)",
+    )
     p.add_argument("--no-ops", action="store_true", help="do not start the operations listener")
     p.add_argument("--no-worker", action="store_true", help="do not start delivery (run `gateway worker`)")
     p.set_defaults(func=cmd_serve)
@@ -74,6 +86,8 @@ def add_serve_parsers(sub: Any) -> None:
     p.add_argument("--parent", type=int, default=None, help="exit when this process id is gone")
     p.set_defaults(func=cmd_ops)
 
-    p = sub.add_parser("check-config", help="validate the configuration and the files it names")
+    p = sub.add_parser(
+        "check-config", help="validate the configuration and the files it names (changes nothing)"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_check_config)

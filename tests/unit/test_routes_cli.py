@@ -27,6 +27,7 @@ def gw(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pyt
         out = capsys.readouterr()
         return out.out if code == 0 else out.out + out.err
 
+    run("db", "upgrade")  # routes commands other than bootstrap never migrate
     return run
 
 
