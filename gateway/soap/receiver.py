@@ -16,7 +16,6 @@ once it has passed its format check, otherwise as a short hash.
 from __future__ import annotations
 
 import binascii
-import hashlib
 import random
 import re
 import socket
@@ -43,36 +42,18 @@ from gateway.errors import (
     SoapFault,
     VersionMismatchError,
 )
+from gateway.redact import safe_hsa_id, safe_id
 from gateway.soap.envelope import fault_envelope, parse_envelope, parse_xml, response_envelope
 from gateway.soap.identity import hsa_id_from_certificate
-from routing.model import HSA_ID
 
 __all__ = ["Answer", "Arrival", "Listener", "ReceiverCore", "serve_receivers"]
 
 _XML = "text/xml; charset=utf-8"
-# An opaque id is shown as it is only when it cannot be a personal identity number (10 or 12 digits).
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
-_DIGITS = re.compile(r"[0-9]{10,}")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _HANDSHAKE_SECONDS = 10.0
 _IDLE_SECONDS = 75.0
 #: an oversize body up to this size is read and thrown away, so its caller gets the fault
 _DISCARD_BYTES = 1 << 30
-
-
-def _hashed(value: str) -> str:
-    return "#" + hashlib.sha256(value.encode()).hexdigest()[:10]
-
-
-def shown_id(value: str | None) -> str | None:
-    """``value`` if it is a plain identifier that cannot hold a personal identity number, else a hash."""
-    if value is None:
-        return None
-    return value if _SAFE_ID.match(value) and not _DIGITS.search(value) else _hashed(value)
-
-
-def shown_hsa_id(value: str | None) -> str | None:
-    return None if value is None else value if HSA_ID.match(value) else _hashed(value)
 
 
 @dataclass(frozen=True)
@@ -206,7 +187,7 @@ class ReceiverCore:
                 raise InvalidRequestError(f"Request body exceeds the limit of {self.max_body_bytes} bytes")
             _check_content_type(content_type)
             envelope = parse_envelope(parse_xml(body, max_depth=self.max_depth))
-            known["logical_address"] = shown_hsa_id(envelope.logical_address)
+            known["logical_address"] = safe_hsa_id(envelope.logical_address)
             contract = self.registry.get(envelope.payload.tag)
             if contract is None or contract.operation not in _READERS:
                 raise InvalidRequestError("The Body element is not a request this receiver answers")
@@ -281,13 +262,13 @@ def _attachments(items: tuple[Any, ...]) -> dict[str, int]:
 
 def _register_facts(payload: Any) -> dict[str, Any]:
     request = registercase.parse(payload)
-    return {"case_id": shown_id(request.case_id), **_attachments(request.attachments)}
+    return {"case_id": safe_id(request.case_id), **_attachments(request.attachments)}
 
 
 def _update_facts(payload: Any) -> dict[str, Any]:
     request = updatecase.parse(payload)
     return {
-        "case_id": shown_id(request.case_id),
+        "case_id": safe_id(request.case_id),
         "message_id": request.message_id if _UUID.match(request.message_id) else None,
         "update_type": request.update_type,  # an enumeration value, checked by the schema
         **_attachments(request.attachments),
@@ -378,7 +359,7 @@ class _Handler(BaseHTTPRequestHandler):
         conn = self.connection
         assert isinstance(conn, ssl.SSLSocket)
         der = conn.getpeercert(binary_form=True)
-        caller = shown_hsa_id(hsa_id_from_certificate(der)) if der else None
+        caller = safe_hsa_id(hsa_id_from_certificate(der)) if der else None
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit() or int(length) > core.max_body_bytes:
             if length is not None and length.isdigit() and int(length) <= _DISCARD_BYTES:

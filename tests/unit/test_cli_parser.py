@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,62 +84,6 @@ def test_config_after_the_command_is_read(tmp_path: Path, capsys: pytest.Capture
     config.write_text("[server]\nworkers = 'two'\n")
     assert main(["check-config", "--config", str(config)]) == 2
     assert "config: server.workers: expected an integer" in capsys.readouterr().err
-
-
-def test_gunicorn_failing_to_bind_after_our_check_ends_in_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], pki: object
-) -> None:
-    """Another process takes the port between the check and gunicorn's bind: gunicorn logs its retries
-    and calls sys.exit(1); the command still ends with one line naming the port (exit 5)."""
-    import gateway.logs
-    import gateway.server
-    from tests.integration.harness import GatewayProcess, free_port
-
-    process = GatewayProcess(pki, f"sqlite:///{tmp_path / 'gw.db'}", tmp_path, catalogue=None)  # type: ignore[arg-type]
-    process.port, process.ops_port = free_port(), free_port()
-    config = tmp_path / "gateway.toml"
-    config.write_text(process.config_text())
-    taken: list[socket.socket] = []
-
-    def gunicorn_loses_the_race(*_args: object, **_kwargs: object) -> int:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", process.port))
-        sock.listen()
-        taken.append(sock)
-        raise SystemExit(1)  # what gunicorn's create_sockets does after "Can't connect to"
-
-    monkeypatch.setattr(gateway.server, "serve", gunicorn_loses_the_race)
-    monkeypatch.setattr(gateway.logs, "configure_logging", lambda *_a: None)  # keep pytest's handlers
-    try:
-        assert main(["serve", "--config", str(config)]) == 5
-    finally:
-        for sock in taken:
-            sock.close()
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1
-    assert f"cannot listen on 127.0.0.1:{process.port} (server.bind): port {process.port} is in use" in err[0]
-
-
-def test_gunicorn_failing_otherwise_ends_in_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], pki: object
-) -> None:
-    import gateway.logs
-    import gateway.server
-    from tests.integration.harness import GatewayProcess, free_port
-
-    process = GatewayProcess(pki, f"sqlite:///{tmp_path / 'gw.db'}", tmp_path, catalogue=None)  # type: ignore[arg-type]
-    process.port, process.ops_port = free_port(), free_port()
-    config = tmp_path / "gateway.toml"
-    config.write_text(process.config_text())
-
-    def worker_cannot_boot(*_args: object, **_kwargs: object) -> int:
-        raise SystemExit(3)  # gunicorn's WORKER_BOOT_ERROR
-
-    monkeypatch.setattr(gateway.server, "serve", worker_cannot_boot)
-    monkeypatch.setattr(gateway.logs, "configure_logging", lambda *_a: None)
-    assert main(["serve", "--config", str(config)]) == 1
-    err = capsys.readouterr().err.splitlines()
-    assert err == ["gateway: the server stopped (gunicorn exit status 3): the log lines above say why"]
 
 
 @pytest.mark.parametrize(

@@ -267,7 +267,10 @@ def test_every_state_changing_command_prints_what_changed_as_json(gw, tmp_path: 
     assert "hsa SE2321000016-7Q6X" in hsa["removed"]
 
 
-def test_db_upgrade_and_certs_example_print_what_changed_as_json(gw, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_db_upgrade_and_certs_example_print_what_changed_as_json(  # type: ignore[no-untyped-def]
+    gw, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", f"sqlite:///{tmp_path / 'fresh.db'}")  # not yet migrated
     first = json.loads(gw("db", "upgrade", "--json"))
     assert first["action"] == "upgrade"
     assert first["from"] is None

@@ -219,8 +219,8 @@ def test_serve_refuses_a_port_in_use_with_one_line() -> None:
         with pytest.raises(ListenError) as info:
             check_listen("server.bind", f"127.0.0.1:{port}")
     assert str(info.value) == (
-        f"cannot listen on 127.0.0.1:{port} (server.bind): address already in use;"
-        " stop the process that holds it or change server.bind"
+        f"cannot listen on 127.0.0.1:{port} (server.bind): port {port} is in use"
+        " (is another gateway running?): stop it or change server.bind"
     )
     assert info.value.exit_code == 5
     check_listen("server.bind", f"127.0.0.1:{port}")  # free again
