@@ -86,7 +86,7 @@ class SoapConfig:
     #: requests larger than max_envelope_bytes that one server process reads and handles at once
     max_large_requests: int = 2
     #: how long such a request waits for a free slot before it is answered VP009 (retryable)
-    large_request_wait_ms: int = 10_000
+    large_request_wait_ms: int = 5_000
 
 
 #: keys that were removed, with what replaces them (a one-line ConfigError names it)

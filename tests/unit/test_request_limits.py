@@ -165,7 +165,7 @@ def test_size_settings_defaults_and_overrides() -> None:
         max_depth=64,
         max_attachment_bytes=20 * MiB,
         max_large_requests=2,
-        large_request_wait_ms=10_000,
+        large_request_wait_ms=5_000,
     )
     soap = load_config(
         None, env={"GATEWAY_SOAP_MAX_ENVELOPE_BYTES": "65536", "GATEWAY_SOAP_MAX_LARGE_REQUESTS": "4"}
