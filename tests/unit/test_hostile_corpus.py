@@ -131,7 +131,15 @@ def _oversize(data: bytes) -> bytes:
     return data.replace(marker, pad)
 
 
-GENERATORS: dict[str, Callable[[bytes], bytes]] = {"oversize": _oversize}
+def _elements(data: bytes) -> bytes:
+    """Replace the padding marker with an extension element holding more elements than soap.max_elements."""
+    marker = b"<!--PAD-->"
+    assert data.count(marker) == 1, "an elements file needs exactly one <!--PAD--> marker"
+    pad = b'<ext:pad xmlns:ext="urn:example:padding:1">' + b"<ext:e/>" * 20_000 + b"</ext:pad>"
+    return data.replace(marker, pad)
+
+
+GENERATORS: dict[str, Callable[[bytes], bytes]] = {"oversize": _oversize, "elements": _elements}
 
 
 class _ExternalLoadSpy(etree.Resolver):
@@ -384,8 +392,8 @@ def test_manifest_entries_are_well_formed() -> None:
         if name.endswith(".bin"):
             continue
         data = _request_body(entry)
-        assert len(data) <= MAX_ENVELOPE or entry.get("generate") == "oversize", name
-        if entry.get("generate") != "oversize":
+        assert len(data) <= MAX_ENVELOPE or entry.get("generate") in GENERATORS, name
+        if entry.get("generate") not in GENERATORS:
             assert len(data) < 100_000, f"{name}: generate big files in the test"
     accepted = [e for e in MANIFEST if e["expect"].get("resultCode") == "OK"]
     assert len(accepted) >= 4, "the corpus must show that valid variants are accepted"
