@@ -325,7 +325,7 @@ def validate(config: Config, *, check_files: bool = False) -> None:
         raise ConfigError("config: soap.max_large_requests: must be at least 1")
     if not 0 <= soap.large_request_wait_ms <= 15_000:
         # the national platform gives up after 29 s: a request that waited must still be answered before
-        # that, its body read and dropped first (gateway.soap.limits)
+        # that, its body read and dropped first (gateway.soap.reader)
         raise ConfigError("config: soap.large_request_wait_ms: must be between 0 and 15000")
     if not 8 <= config.soap.max_depth <= 256:
         raise ConfigError("config: soap.max_depth: must be between 8 and 256")

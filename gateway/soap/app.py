@@ -1,4 +1,4 @@
-"""The SOAP WSGI application: identity → content type → size limits and secure parse (``limits``) → envelope →
+"""The SOAP WSGI application: identity → content type → size limits and secure parse (``reader``) → envelope →
 contract → validation → handler, answering a response or a SOAP 1.1 Fault with a log id.
 
 It also serves the contract files at ``?wsdl`` and ``?xsd=`` on each contract's path, with ``soap:address``
@@ -25,7 +25,8 @@ from gateway.errors import InvalidRequestError, ServerFault, SoapFault, VersionM
 from gateway.soap.envelope import fault_envelope, parse_envelope, response_envelope
 from gateway.soap.handlers import Handlers, RequestContext
 from gateway.soap.identity import CallerIdentity
-from gateway.soap.limits import Admission, BodyLimits, LargeRequestSlots, RequestReader
+from gateway.soap.limits import Admission, BodyLimits, LargeRequestSlots
+from gateway.soap.reader import RequestReader
 
 __all__ = ["SoapApp"]
 

@@ -62,7 +62,7 @@ def _parser() -> etree.XMLParser:
             load_dtd=False,
             dtd_validation=False,
             # huge_tree lifts libxml2's 10 MB text-node cap so base64 attachments of the configured size
-            # parse; only bodies within soap.max_envelope_bytes come here (gateway.soap.limits) and
+            # parse; only bodies within soap.max_envelope_bytes come here (gateway.soap.reader) and
             # nesting depth is checked explicitly below.
             huge_tree=True,
             # NB: never collect_ids=False: it makes libxml2 load external DTD subsets despite load_dtd=False.
@@ -115,7 +115,7 @@ def pull_parser() -> etree.XMLPullParser:
         no_network=True,
         load_dtd=False,
         dtd_validation=False,
-        huge_tree=True,  # the reader in gateway.soap.limits caps text, elements and depth as it feeds
+        huge_tree=True,  # gateway.soap.reader caps text, elements and depth as it feeds
     )
     parser.resolvers.add(_RefuseAll())
     return parser

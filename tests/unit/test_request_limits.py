@@ -1,4 +1,5 @@
-"""Request size limits derived from the contracts (gateway.soap.limits), checked before anything is stored.
+"""Request size limits derived from the contracts (gateway.soap.limits), checked before anything is stored
+(gateway.soap.reader).
 
 Three layers: the limits as read from the XSD files and the configuration; the incremental reader with
 small limits (exact accounting whatever the chunking, early refusal, the same tree as the fast path); and
@@ -29,15 +30,8 @@ from gateway.errors import ConfigError, InvalidRequestError, ServerFault
 from gateway.migrate import upgrade
 from gateway.soap.app import SoapApp, create_app
 from gateway.soap.envelope import parse_xml
-from gateway.soap.limits import (
-    CHUNK,
-    BodyLimits,
-    IncrementalParser,
-    LargeRequestSlots,
-    RequestReader,
-    base64_text_cap,
-    binary_slots,
-)
+from gateway.soap.limits import BodyLimits, LargeRequestSlots, base64_text_cap, binary_slots
+from gateway.soap.reader import CHUNK, IncrementalParser, RequestReader
 from routing import Catalogue, CatalogueStore
 from tests.large_requests import (
     MiB,
