@@ -24,7 +24,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
@@ -105,11 +105,30 @@ class DatabaseConfig:
 
 @dataclass(frozen=True)
 class SoapConfig:
-    #: the largest request body accepted; 1177 may send up to 5 attachments of 20 MB (base64 +33 %)
-    max_body_bytes: int = 64 * MiB
+    """Request limits. The largest body of each contract is derived (gateway.soap.limits): its attachment
+    count from the XSD times the base64 size of ``max_attachment_bytes``, plus ``max_envelope_bytes``."""
+
+    #: bytes of a request outside attachment data: envelope, header, every other element and extension
+    max_envelope_bytes: int = 1 * MiB
+    #: elements in one request, attachments and extension elements included
+    max_elements: int = 10_000
     #: the deepest element nesting accepted in an envelope (extension elements included)
     max_depth: int = 64
+    #: the decoded size of one attachment (the contracts say how many a request may carry)
     max_attachment_bytes: int = 20 * MiB
+    #: requests larger than max_envelope_bytes that one server process reads and handles at once
+    max_large_requests: int = 2
+    #: how long such a request waits for a free slot before it is answered VP009 (retryable)
+    large_request_wait_ms: int = 5_000
+
+
+#: keys that were removed, with what replaces them (a one-line ConfigError names it)
+REMOVED_KEYS = {
+    "soap.max_body_bytes": (
+        "the body limit is now derived from the contracts (attachment count x soap.max_attachment_bytes, "
+        "plus soap.max_envelope_bytes); remove the key"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -297,11 +316,11 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
         names = {f.name for f in dataclasses.fields(cls)}
         for key in raw:
             if key not in names:
-                raise ConfigError(f"config: unknown key {section}.{key}")
+                _unknown_key(section, key, "")
         for key in env_values.get(section, {}):
             if key not in names:
                 variable = f"{ENV_PREFIX}{section}_{key}".upper()
-                raise ConfigError(f"config: unknown key {section}.{key} (from {variable})")
+                _unknown_key(section, key, f" (from {variable})")
         kwargs: dict[str, Any] = {}
         for key in names:
             if key in env_values.get(section, {}):
@@ -328,6 +347,13 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = 
 def _default(cls: type[Any], key: str) -> Any:
     found = next(f for f in dataclasses.fields(cls) if f.name == key)
     return found.default
+
+
+def _unknown_key(section: str, key: str, origin: str) -> NoReturn:
+    removed = REMOVED_KEYS.get(f"{section}.{key}")
+    if removed:
+        raise ConfigError(f"config: {section}.{key}{origin} is no longer used: {removed}")
+    raise ConfigError(f"config: unknown key {section}.{key}{origin}")
 
 
 def _check_bind(where: str, bind: str) -> None:
@@ -404,8 +430,19 @@ def validate(config: Config, *, check_files: bool = False) -> None:
         raise ConfigError("config: proxy.enabled needs proxy.trusted_cidrs (no proxy is trusted by default)")
     if not config.database.url.startswith(("sqlite", "postgresql")):
         raise ConfigError("config: database.url: expected a sqlite:// or postgresql+psycopg:// URL")
-    if config.soap.max_body_bytes < 1024:
-        raise ConfigError("config: soap.max_body_bytes: must be at least 1024")
+    soap = config.soap
+    if not 16 * 1024 <= soap.max_envelope_bytes <= 64 * MiB:
+        raise ConfigError("config: soap.max_envelope_bytes: must be between 16384 and 67108864")
+    if not 100 <= soap.max_elements <= 1_000_000:
+        raise ConfigError("config: soap.max_elements: must be between 100 and 1000000")
+    if not 1 <= soap.max_attachment_bytes <= 1024 * MiB:
+        raise ConfigError("config: soap.max_attachment_bytes: must be between 1 and 1073741824")
+    if soap.max_large_requests < 1:
+        raise ConfigError("config: soap.max_large_requests: must be at least 1")
+    if not 0 <= soap.large_request_wait_ms <= 15_000:
+        # the national platform gives up after 29 s: a request that waited must still be answered before
+        # that, its body read and dropped first (gateway.soap.reader)
+        raise ConfigError("config: soap.large_request_wait_ms: must be between 0 and 15000")
     if not 8 <= config.soap.max_depth <= 256:
         raise ConfigError("config: soap.max_depth: must be between 8 and 256")
     if not 50 <= config.routing.poll_interval_ms <= 10_000:

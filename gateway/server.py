@@ -25,12 +25,14 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from sqlalchemy.exc import OperationalError
 
+from contracts import load_registry
 from gateway.config import Config
 from gateway.errors import GatewayError, InvalidRequestError, ListenError
 from gateway.framing import Verdict
 from gateway.httpworker import ConnectionLimits, Listener, guarded_worker_class
 from gateway.logs import GunicornLogger
 from gateway.soap.envelope import fault_envelope
+from gateway.soap.limits import BodyLimits
 from gateway.soap.tls import ServerContextFactory
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor, state_path
 
@@ -64,7 +66,9 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
             write_timeout=server.write_timeout_ms / 1000,
             keepalive=float(server.keepalive),
         )
-        soap = Listener(ServerContextFactory(cfg.tls), cfg.soap.max_body_bytes, soap_refusal)
+        # a body announced larger than every contract allows is refused at its head, before it is read
+        largest = BodyLimits.from_config(cfg.soap, load_registry()).largest_body
+        soap = Listener(ServerContextFactory(cfg.tls), largest, soap_refusal)
         settings: dict[str, Any] = {
             "bind": [server.bind],
             "workers": server.workers,

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from gateway.cli.common import config_of
 from gateway.config import Config, TlsConfig
 from gateway.errors import ConfigError, DatabaseError, NothingMatchedError, TlsMaterialError
+from gateway.soap.limits import BodyLimits
 
 __all__ = ["add_receive_parser"]
 
@@ -194,9 +195,11 @@ def cmd_receive(args: argparse.Namespace) -> int:
     config = config_of(args)
     context = _context_factory(_tls(args, config))
     listeners, source = _listeners(args, config)
+    registry = load_registry()
     core = ReceiverCore(
-        load_registry(),
-        max_body_bytes=config.soap.max_body_bytes,
+        registry,
+        # the largest body any contract allows (derived from the contract files, as the gateway does)
+        max_body_bytes=BodyLimits.from_config(config.soap, registry).largest_body,
         max_depth=config.soap.max_depth,
         fail_rate=args.fail_rate,
         fail_statuses=(args.fail_status,) if args.fail_status else (503, 500),

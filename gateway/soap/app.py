@@ -1,5 +1,5 @@
-"""The SOAP WSGI application: size limit → content type → secure parse → envelope → contract → validation →
-identity → handler, answering a response or a SOAP 1.1 Fault with a log id.
+"""The SOAP WSGI application: identity → content type → size limits and secure parse (``reader``) → envelope →
+contract → validation → handler, answering a response or a SOAP 1.1 Fault with a log id.
 
 It also serves the contract files at ``?wsdl`` and ``?xsd=`` on each contract's path, with ``soap:address``
 set to the configured public URL and schema imports rewritten to relative ``?xsd=`` links. A request that
@@ -23,9 +23,11 @@ from contracts.validation import SchemaValidator
 from gateway.config import Config
 from gateway.errors import InvalidRequestError, ServerFault, SoapFault, VersionMismatchError
 from gateway.redact import pseudonym, safe_hsa_id, safe_id
-from gateway.soap.envelope import fault_envelope, parse_envelope, parse_xml, response_envelope
+from gateway.soap.envelope import fault_envelope, parse_envelope, response_envelope
 from gateway.soap.handlers import Handlers, RequestContext
 from gateway.soap.identity import CallerIdentity
+from gateway.soap.limits import Admission, BodyLimits, LargeRequestSlots
+from gateway.soap.reader import RequestReader
 
 __all__ = ["SoapApp"]
 
@@ -86,9 +88,11 @@ class SoapApp:
         self.identity = identity
         self.validator = validator or SchemaValidator()
         self.documents = ContractDocuments(registry, config.server.public_url)
-        self.max_body = config.soap.max_body_bytes
-        self.max_depth = config.soap.max_depth
         self.actions = frozenset(c.soap_action for c in registry.contracts())
+        self.limits = BodyLimits.from_config(config.soap, registry)
+        self.reader = RequestReader(
+            self.limits, LargeRequestSlots(config.soap.max_large_requests, config.soap.large_request_wait_ms)
+        )
 
     def close(self) -> None:
         """Release the database connections (tests and tools that build an app in-process)."""
@@ -107,18 +111,21 @@ class SoapApp:
                 "POST a SOAP 1.1 envelope\n",
                 [("Allow", "GET, POST")],
             )
-        return self._post(environ, start_response)
+        # a large body holds one of the process's large-request slots until its answer is made
+        with self.reader.admission() as admission:
+            return self._post(environ, start_response, admission)
 
-    def _post(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def _post(
+        self, environ: dict[str, Any], start_response: StartResponse, admission: Admission
+    ) -> Iterable[bytes]:
         started = time.perf_counter()
         log_id = str(uuid.uuid4())
         fields: dict[str, Any] = {"logId": log_id, "outcome": None}
         level, error = logging.INFO, None  # OK at INFO, refusals and ERROR results at WARNING
         try:
             fields["consumer"] = consumer = self.identity.caller(environ)
-            body = self._read_body(environ)
             self._check_content_type(environ)
-            root = parse_xml(body, max_depth=self.max_depth)
+            root = self.reader.read(environ, admission)
             envelope = parse_envelope(root)
             fields["logicalAddress"] = envelope.logical_address
             payload = envelope.payload
@@ -170,27 +177,6 @@ class SoapApp:
         return [data]
 
     # -- checks ---------------------------------------------------------------------------------------------
-    def _read_body(self, environ: dict[str, Any]) -> bytes:
-        length_header = environ.get("CONTENT_LENGTH") or ""
-        stream = environ["wsgi.input"]
-        if length_header:
-            try:
-                length = int(length_header)
-            except ValueError:
-                raise InvalidRequestError("Invalid Content-Length") from None
-            if length < 0:
-                raise InvalidRequestError("Invalid Content-Length")
-            if length > self.max_body:
-                raise InvalidRequestError(
-                    f"Request body of {length} bytes exceeds the limit of {self.max_body}"
-                )
-            body: bytes = stream.read(length)
-            return body
-        body = stream.read(self.max_body + 1)
-        if len(body) > self.max_body:
-            raise InvalidRequestError(f"Request body exceeds the limit of {self.max_body} bytes")
-        return body
-
     @staticmethod
     def _check_content_type(environ: dict[str, Any]) -> None:
         media = (environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()

@@ -27,8 +27,12 @@ __all__ = [
     "LOGICAL_ADDRESS",
     "SOAP_ENV_NS",
     "Envelope",
+    "check_document",
     "fault_envelope",
     "parse_envelope",
+    "parse_xml",
+    "pull_parser",
+    "refuse_doctype",
     "response_envelope",
 ]
 
@@ -59,7 +63,8 @@ def _parser() -> etree.XMLParser:
             load_dtd=False,
             dtd_validation=False,
             # huge_tree lifts libxml2's 10 MB text-node cap so base64 attachments of the configured size
-            # parse; the body size is capped before parsing and nesting depth is checked explicitly below.
+            # parse; only bodies within soap.max_envelope_bytes come here (gateway.soap.reader) and
+            # nesting depth is checked explicitly below.
             huge_tree=True,
             # NB: never collect_ids=False: it makes libxml2 load external DTD subsets despite load_dtd=False.
         )
@@ -94,21 +99,46 @@ def parse_xml(body: bytes, *, max_depth: int) -> etree._Element:
     """Parse request bytes securely; raise InvalidRequestError for anything that is not plain XML."""
     if not body.strip():
         raise InvalidRequestError("Empty request body")
-    if b"<!DOCTYPE" in body[:4096] or b"<!ENTITY" in body[:4096]:
-        # Refused before libxml2 sees it, so no DTD is ever processed (the check after parsing catches the
-        # rest, e.g. UTF-16 documents or a DOCTYPE after a long comment).
-        raise InvalidRequestError("DOCTYPE declarations are not allowed in SOAP messages")
+    refuse_doctype(body)
     try:
         tree = etree.fromstring(body, _parser()).getroottree()
     except etree.XMLSyntaxError as exc:
         raise InvalidRequestError(f"Request is not well-formed XML (line {exc.lineno})") from None
+    check_document(tree, max_depth=max_depth)
+    return tree.getroot()
+
+
+def pull_parser() -> etree.XMLPullParser:
+    """An incremental parser with the same protections as ``parse_xml``'s (one per large request)."""
+    parser = etree.XMLPullParser(
+        events=("start", "end"),
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=True,  # gateway.soap.reader caps text, elements and depth as it feeds
+    )
+    parser.resolvers.add(_RefuseAll())
+    return parser
+
+
+def refuse_doctype(start: bytes) -> None:
+    """Refuse a document whose first bytes declare a DOCTYPE or an entity, before libxml2 sees it."""
+    head = start[:4096]
+    if b"<!DOCTYPE" in head or b"<!ENTITY" in head:
+        # Refused before parsing, so no DTD is ever processed (check_document catches the rest, e.g.
+        # UTF-16 documents or a DOCTYPE after a long comment).
+        raise InvalidRequestError("DOCTYPE declarations are not allowed in SOAP messages")
+
+
+def check_document(tree: etree._ElementTree, *, max_depth: int) -> None:
+    """The checks on a parsed request: no DOCTYPE, no processing instruction, nesting within max_depth."""
     if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
         raise InvalidRequestError("DOCTYPE declarations are not allowed in SOAP messages")
     if _has_pi(tree):
         raise InvalidRequestError("Processing instructions are not allowed in SOAP messages")
     if _too_deep(max_depth)(tree):
         raise InvalidRequestError(f"Element nesting deeper than {max_depth} levels")
-    return tree.getroot()
 
 
 def _elements(parent: etree._Element) -> list[etree._Element]:

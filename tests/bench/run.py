@@ -6,7 +6,8 @@
    (baseline: the same client posting the same payloads with the same concurrency and no outbox);
 3. end-to-end latency RegisterCase accepted → arrival, idle and under load;
 4. growth: claim and accept p99 with 0, 100 000 and 1 000 000 done messages and 10 000 / 100 000 pending;
-5. resources: resident memory per server and delivery worker, CPU seconds per 1 000 accepted cases.
+5. resources: resident memory per server and delivery worker, CPU seconds per 1 000 accepted cases;
+6. memory: peak RSS of a server worker under 8 concurrent maximum-size requests (tests/bench/memory.py).
 Writes tests/bench/results/<time>.json and prints a table.
 """
 
@@ -47,6 +48,7 @@ from gateway.soap.app import create_app
 from outbox import ClientIdentity, Delivery, EndpointSpec, Kind, OutboxStore, SoapTransport, Worker
 from outbox.store import Claimed
 from tests.bench.loadgen import LoadResult, Target, run_load
+from tests.bench.memory import bench_memory
 from tests.bench.proc import cmdline, rss_mib, tree, tree_cpu
 from tests.integration.harness import ROOT, GatewayProcess, free_port
 
@@ -738,6 +740,8 @@ def main() -> int:
             bench_latency(pki, work, figures, resources)
         if not only or "growth" in only:
             bench_growth(pki, work, figures)
+        if not only or "memory" in only:
+            bench_memory(pki, work, figures, resources)
     report["figures"] = figures
     report["goals"] = goals(figures)
     report["resources"] = resources

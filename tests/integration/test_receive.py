@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 UNIT, CASE_SERVICE = "SE2321000016-7Q6X", "SE5565594230-CAF1"
 FAIL_RATE, SEED = 0.5, 1
 CASES = ["RECEIVE-1", "RECEIVE-2", "RECEIVE-3"]
-MAX_BODY = 100_000
+MAX_BODY = 100_000  # above the largest legal body of the config below
 
 
 @dataclass
@@ -137,7 +137,8 @@ def demo(db_url: str, pki: ExamplePki, tmp_path: Path) -> Iterator[dict[str, Any
                 "retry_cap_ms": 1000,
                 "breaker_threshold": 50,
             },
-            "soap": {"max_body_bytes": MAX_BODY},
+            # the largest legal body then is about 30 KB: 16 KiB outside attachments, 10 x 1 KiB of base64
+            "soap": {"max_envelope_bytes": 16384, "max_attachment_bytes": 1024},
         },
     ).start()
     receive = Receive(tmp_path / "gateway.toml", "--json", "--fail-rate", str(FAIL_RATE), "--seed", str(SEED))

@@ -54,7 +54,7 @@ HOSTILE = REPO / "tests" / "data" / "hostile"
 SETUP = HOSTILE / "setup"
 MANIFEST: list[dict[str, Any]] = json.loads((HOSTILE / "manifest.json").read_text(encoding="utf-8"))
 
-MAX_BODY = 200_000
+MAX_ENVELOPE = 200_000
 MAX_ATTACHMENT = 1_000
 CALLER = "SE5565594230-1177"
 DEFAULT_CONTENT_TYPE = "text/xml; charset=utf-8"
@@ -123,14 +123,23 @@ _SECURE = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=Fals
 
 
 def _oversize(data: bytes) -> bytes:
-    """Replace the file's padding marker with a foreign extension element that pushes it past the limit."""
+    """Replace the file's padding marker with a foreign extension element that pushes it past the limit
+    on what a request may hold outside attachment data (soap.max_envelope_bytes)."""
     marker = b"<!--PAD-->"
     assert data.count(marker) == 1, "an oversize file needs exactly one <!--PAD--> marker"
-    pad = b'<ext:pad xmlns:ext="urn:example:padding:1">' + b"A" * MAX_BODY + b"</ext:pad>"
+    pad = b'<ext:pad xmlns:ext="urn:example:padding:1">' + b"A" * MAX_ENVELOPE + b"</ext:pad>"
     return data.replace(marker, pad)
 
 
-GENERATORS: dict[str, Callable[[bytes], bytes]] = {"oversize": _oversize}
+def _elements(data: bytes) -> bytes:
+    """Replace the padding marker with an extension element holding more elements than soap.max_elements."""
+    marker = b"<!--PAD-->"
+    assert data.count(marker) == 1, "an elements file needs exactly one <!--PAD--> marker"
+    pad = b'<ext:pad xmlns:ext="urn:example:padding:1">' + b"<ext:e/>" * 20_000 + b"</ext:pad>"
+    return data.replace(marker, pad)
+
+
+GENERATORS: dict[str, Callable[[bytes], bytes]] = {"oversize": _oversize, "elements": _elements}
 
 
 class _ExternalLoadSpy(etree.Resolver):
@@ -180,7 +189,7 @@ def _params() -> list[Any]:
 def gateway_app(db_url: str, tmp_path: Path) -> Iterator[tuple[SoapApp, Engine]]:
     env = {
         "GATEWAY_DATABASE_URL": db_url,
-        "GATEWAY_SOAP_MAX_BODY_BYTES": str(MAX_BODY),
+        "GATEWAY_SOAP_MAX_ENVELOPE_BYTES": str(MAX_ENVELOPE),
         "GATEWAY_SOAP_MAX_ATTACHMENT_BYTES": str(MAX_ATTACHMENT),
         "GATEWAY_ROUTING_SNAPSHOT_FILE": str(tmp_path / "routing-snapshot.json"),
     }
@@ -383,8 +392,8 @@ def test_manifest_entries_are_well_formed() -> None:
         if name.endswith(".bin"):
             continue
         data = _request_body(entry)
-        assert len(data) <= MAX_BODY or entry.get("generate") == "oversize", name
-        if entry.get("generate") != "oversize":
+        assert len(data) <= MAX_ENVELOPE or entry.get("generate") in GENERATORS, name
+        if entry.get("generate") not in GENERATORS:
             assert len(data) < 100_000, f"{name}: generate big files in the test"
     accepted = [e for e in MANIFEST if e["expect"].get("resultCode") == "OK"]
     assert len(accepted) >= 4, "the corpus must show that valid variants are accepted"
