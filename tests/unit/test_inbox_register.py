@@ -15,6 +15,7 @@ from gateway.cases.inbox import Inbox, InboxMessage, NewCase, Outcome, inbox_mes
 from gateway.cases.records import case_record
 from outbox import NewMessage
 from outbox.schema import outbox_message
+from tests.conftest import ROOT
 
 
 @pytest.fixture
@@ -167,3 +168,29 @@ def test_a_case_whose_record_cannot_be_stored_fails_alone(inbox: Inbox, migrated
         stored = sorted(conn.execute(select(inbox_message.c.case_id)).scalars())
         records = sorted(conn.execute(select(case_record.c.case_id)).scalars())
     assert stored == records == ["GOOD-1", "GOOD-2"]  # nothing of the failed case, not even its inbox row
+
+
+def test_the_content_hash_of_a_request_with_attachments_is_streamed_and_the_same() -> None:
+    """The streamed canonical form of a large request hashes exactly as the one built in memory."""
+    import hashlib
+
+    from lxml import etree
+
+    from gateway.cases.inbox import content_hash
+
+    root = etree.parse(str(ROOT / "examples" / "register-case.xml")).getroot()
+    attachment = etree.SubElement(root, f"{{{etree.QName(root).namespace}}}attachment")
+    etree.SubElement(
+        attachment, "{urn:riv-application:supportprocess:logistics:complaintsandfeedback:1}data"
+    ).text = "JVBERi0xLjQK" * 1000
+    envelope = etree.fromstring(
+        b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>'
+        + etree.tostring(root)
+        + b"</s:Body></s:Envelope>"
+    )
+    payload = envelope[0][0]
+    built = etree.tostring(payload, method="c14n", exclusive=True, with_comments=False)
+    assert (
+        content_hash(payload, "SE2321000016-7Q6X")
+        == hashlib.sha256(b"SE2321000016-7Q6X\n" + built).hexdigest()
+    )
