@@ -34,10 +34,12 @@ class Framing(enum.Enum):
 
 @dataclass(frozen=True)
 class Verdict:
-    """A refusal: the HTTP status to answer and a short reason (a label for the counters)."""
+    """A refusal: the HTTP status to answer, a short reason (a label for the counters) and, for a body
+    announced too large, its announced length."""
 
     status: int
     reason: str
+    length: int | None = None
 
 
 class _State(enum.Enum):
@@ -153,7 +155,7 @@ class RequestFramer:
                 return Verdict(400, "bad-length")
             length = int(value)
         if length > self.max_body:
-            return Verdict(413, "body-too-large")
+            return Verdict(413, "body-too-large", length)
         if length:
             self.framing, self._left, self._state = Framing.LENGTH, length, _State.LENGTH
         else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import logging
 import os
 import socket
@@ -68,7 +69,9 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
         )
         # a body announced larger than every contract allows is refused at its head, before it is read
         largest = BodyLimits.from_config(cfg.soap, load_registry()).largest_body
-        soap = Listener(ServerContextFactory(cfg.tls), largest, soap_refusal)
+        soap = Listener(
+            ServerContextFactory(cfg.tls), largest, functools.partial(soap_refusal, largest=largest)
+        )
         settings: dict[str, Any] = {
             "bind": [server.bind],
             "workers": server.workers,
@@ -131,10 +134,16 @@ _REFUSED = {
 }
 
 
-def soap_refusal(verdict: Verdict) -> bytes:
+def soap_refusal(verdict: Verdict, largest: int) -> bytes:
     """The SOAP port's answer to a request refused while it was read: a VP015 fault with a log id."""
     log_id = str(uuid.uuid4())
-    fault = InvalidRequestError(_REFUSED.get(verdict.status, _REFUSED[400]).format(reason=verdict.reason))
+    text = _REFUSED.get(verdict.status, _REFUSED[400]).format(reason=verdict.reason)
+    if verdict.length is not None:  # the wording of gateway.soap.reader, which refuses the same in the app
+        text = (
+            f"Request body of {verdict.length} bytes exceeds the largest request the contracts allow: "
+            f"{largest} bytes"
+        )
+    fault = InvalidRequestError(text)
     log.warning(
         "soap request refused before it was read whole",
         extra={"fields": {"logId": log_id, "platformCode": fault.platform_code, "reason": verdict.reason}},
