@@ -78,7 +78,9 @@ def _schema_picture(url: str) -> Callable[[], Any]:
 def _database(scene: Scene, url: str, revision: str | None) -> None:
     """``url`` at ``revision`` (None: created but empty), named by GATEWAY_DATABASE_URL."""
     if url.startswith("sqlite"):
-        sqlite3.connect(url.removeprefix("sqlite:///")).close()
+        path = url.removeprefix("sqlite:///")
+        sqlite3.connect(path).close()
+        os.chmod(path, 0o600)  # as the gateway makes it: a wider file gets a warning line of its own
     if revision is not None:
         engine = make_engine(url, pool_size=1)
         try:
