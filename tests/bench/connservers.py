@@ -3,9 +3,10 @@
 The app reads the whole body, establishes the caller's HSA-id the way the candidate allows and answers
 ``<r>OK</r><caller>HSA-id</caller>`` (a few bytes). Candidates:
 
-* ``gthread``: today's server, ``gateway.server.GatewayServer`` (stock gunicorn gthread, mutual TLS);
-* ``guarded``: the same settings with the worker of ``gateway.httpworker`` (TLS and request reading in the
-  event loop, with deadlines and connection limits);
+* ``gthread``: the server before issue 13, stock gunicorn gthread with mutual TLS by gunicorn (the TLS
+  context from ``gateway.soap.tls``), otherwise ``gateway.server.GatewayServer``'s settings;
+* ``guarded``: ``GatewayServer`` as it is, with the worker of ``gateway.httpworker`` (TLS and request
+  reading in the event loop, with deadlines and connection limits);
 * ``twisted``: ``twisted.web.wsgi`` on a thread pool, TLS by pyOpenSSL with the CRL, two processes sharing
   one listening socket, idle timeout and connection limits per peer;
 * ``backend``: gthread on plain HTTP on loopback in trusted-proxy mode, behind ``nginx`` or ``haproxy``
@@ -62,7 +63,15 @@ def _gunicorn(kind: str, port: int, pki_dir: Path, workdir: Path) -> None:
     if kind.startswith("backend"):
         proxy = ProxyConfig(enabled=True, header=PROXY_HEADER, trusted_cidrs=("127.0.0.1/32",))
     config = Config(
-        server=ServerConfig(bind=f"127.0.0.1:{port}", workers=WORKERS, threads=THREADS, keepalive=KEEPALIVE),
+        server=ServerConfig(
+            bind=f"127.0.0.1:{port}",
+            workers=WORKERS,
+            threads=THREADS,
+            keepalive=KEEPALIVE,
+            runtime_dir=workdir,
+            max_connections=PER_PROCESS,
+            max_connections_per_peer=PER_PEER,
+        ),
         tls=tls,
         proxy=proxy,
         log=LogConfig(level="WARNING", format="text"),
@@ -96,20 +105,22 @@ def _gunicorn(kind: str, port: int, pki_dir: Path, workdir: Path) -> None:
         return app
 
     class Server(GatewayServer):
+        """``guarded`` is the gateway's server as it is; the others are stock gthread with its own TLS
+        (``gthread``, the server before issue 13) or without TLS behind a front (``backend``)."""
+
         def load_config(self) -> None:
             super().load_config()
-            if kind == "gthread":
-                return
-            self.cfg.set("certfile", None)  # TLS is the worker's (guarded) or the front's (backend)
-            self.cfg.set("keyfile", None)
             if kind == "guarded":
-                from gateway.httpworker import ConnectionLimits, Listener, guarded_worker_class
-
+                return
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("worker_connections", 1000)
+            if kind == "gthread":
                 factory = ServerContextFactory(tls)
-                limits = ConnectionLimits(max_per_peer=PER_PEER, max_connections=PER_PROCESS)
-                worker = guarded_worker_class({port: Listener(factory)}, limits, workdir)
-                self.cfg.set("worker_class", worker)
-                self.cfg.set("worker_connections", 10_000)  # the worker applies its own limits
+                self.cfg.set("certfile", str(tls.certificate))
+                self.cfg.set("keyfile", str(tls.private_key))
+                self.cfg.set("ca_certs", str(tls.trust_store))
+                self.cfg.set("cert_reqs", 2)  # ssl.CERT_REQUIRED
+                self.cfg.set("ssl_context", lambda _conf, _default: factory())
 
     Server(config, app_factory=app_factory).run()
 
