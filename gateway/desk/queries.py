@@ -67,9 +67,16 @@ class Denied(Exception):
 
 class Queries:
     def __init__(
-        self, engine: Engine, access: Access, code_lists: CodeLists, clock: Callable[[], datetime]
+        self,
+        engine: Engine,
+        access: Access,
+        code_lists: CodeLists,
+        clock: Callable[[], datetime],
+        actor: Callable[[str], str] = str,
     ) -> None:
         self.engine = engine  # for the audit rows of refusals
+        #: how a person is named in the audit log (the CLI adds "cli:<login>:")
+        self.actor = actor
         self.reader = access.reader
         self.access = access
         self.code_lists = code_lists
@@ -92,7 +99,13 @@ class Queries:
     ) -> Forbidden:
         """Audit a refused access (in a transaction of its own) and return the error to raise."""
         audit.record_alone(
-            self.engine, self.clock(), person, "ACCESS_DENIED", case_id=case_id, target=unit, detail=what
+            self.engine,
+            self.clock(),
+            self.actor(person),
+            "ACCESS_DENIED",
+            case_id=case_id,
+            target=unit,
+            detail=what,
         )
         return Forbidden(FORBIDDEN)
 
