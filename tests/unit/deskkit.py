@@ -65,7 +65,7 @@ def register_payload(case_id: str, unit: str = DESK_UNIT, **changes: str) -> etr
 
 def board_payload(case_id: str) -> etree._Element:
     root = register_payload(case_id, BOARD, recipientType="PATIENT_BOARD")
-    incident = root.find(f"{{*}}incident")
+    incident = root.find("{*}incident")
     assert incident is not None
     description = incident.find(f"{CORE}description")
     assert description is not None
@@ -164,7 +164,9 @@ class Gateway:
 
     def record(self, case_id: str) -> dict[str, Any]:
         with self.engine.connect() as conn:
-            return dict(conn.execute(select(case_record).where(case_record.c.case_id == case_id)).one()._mapping)
+            return dict(
+                conn.execute(select(case_record).where(case_record.c.case_id == case_id)).one()._mapping
+            )
 
 
 @contextmanager
