@@ -8,6 +8,7 @@
 4. growth: claim and accept p99 with 0, 100 000 and 1 000 000 done messages and 10 000 / 100 000 pending;
 5. resources: resident memory per server and delivery worker, CPU seconds per 1 000 accepted cases;
 6. memory: peak RSS of a server worker under 8 concurrent maximum-size requests (tests/bench/memory.py).
+7. desk: p95 of the case desk's list and case view with 100 000 cases in the database (tests/bench/desk.py).
 Writes tests/bench/results/<time>.json and prints a table.
 """
 
@@ -742,6 +743,14 @@ def main() -> int:
             bench_growth(pki, work, figures)
         if not only or "memory" in only:
             bench_memory(pki, work, figures, resources)
+        if not only or "desk" in only:
+            from tests.bench.desk import bench_desk
+
+            databases = [("sqlite", lambda: nullcontext_url(f"sqlite:///{work / 'desk.db'}"))]
+            if postgres_available():
+                databases.append(("postgresql", postgres_schema))
+            wanted = os.environ.get("BENCH_DATABASES", "sqlite,postgresql").split(",")
+            bench_desk(work, figures, [d for d in databases if d[0] in wanted], figure, log)
     report["figures"] = figures
     report["goals"] = goals(figures)
     report["resources"] = resources

@@ -136,7 +136,7 @@ def test_case_reaches_region_and_answer_reaches_1177(system: dict[str, Any], pki
     assert statuses == ["done", "done"]
 
 
-def test_internal_route_stays_in_the_desk_and_others_may_not_answer(
+def test_internal_route_stays_in_the_desk_is_confirmed_and_others_may_not_answer(
     system: dict[str, Any], pki: ExamplePki
 ) -> None:
     gateway: GatewayProcess = system["gateway"]
@@ -158,7 +158,15 @@ def test_internal_route_stays_in_the_desk_and_others_may_not_answer(
     engine.dispose()
     assert case["route_target"] == "internal"
     assert case["receiving_system"] == "internal"
-    assert messages == []
+    # the desk confirms the case to 1177 at once; nothing goes to a deviation system
+    assert [(m.operation, m.destination, m.seq) for m in messages] == [("UpdateCase", "1177-case-service", 1)]
+    received = system["receivers"]["1177-case-service"].wait_for(1)[0]
+    assert (received["operation"], received["case_id"], received["sequence"]) == (
+        "UpdateCase",
+        "1177-CASE-DESK",
+        1,
+    )
+    assert etree.fromstring(received["body"]).findtext(".//{*}UpdateCase/{*}updateType") == "RECEIVED"
     assert system["receivers"]["deviation-a"].arrivals() == []
 
 
