@@ -1,12 +1,14 @@
 """Code lists as data: JSON files an operator can replace, never Python enums.
 
-Each file holds one code system (``codeSystem``, ``codes`` with ``code``, ``displayName`` and an optional
-``parent``). The packaged files live in ``contracts/codes/``; a configured directory may replace any of them
-by file name. Checks return short messages naming the field and code system, never free text.
+Each file holds one code system (``codeSystem``, ``codes`` with ``code``, ``displayName``, an optional
+``parent`` and, for standard answers, the fixed ``text`` sent to the citizen). The packaged files live in
+``contracts/codes/``; a configured directory may replace any of them by file name. Checks return short
+messages naming the field and code system, never free text.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +41,8 @@ class CodeList:
     version: str
     display: Mapping[str, str]
     parent: Mapping[str, str | None]
+    #: the fixed text of each code that has one (standard answers)
+    texts: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_file(cls, path: Path) -> CodeList:
@@ -50,6 +54,7 @@ class CodeList:
                 version=str(data.get("version", "")),
                 display={str(c["code"]): str(c.get("displayName", "")) for c in codes},
                 parent={str(c["code"]): (str(c["parent"]) if c.get("parent") else None) for c in codes},
+                texts={str(c["code"]): str(c["text"]) for c in codes if c.get("text")},
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise CodeListError(f"code list {path}: {exc}") from exc
@@ -61,6 +66,11 @@ class CodeLists:
 
     def for_field(self, field: str) -> CodeList:
         return self._by_file[FIELD_FILES[field]]
+
+    def cv(self, field: str, code: str) -> CV:
+        """The coded value of ``code`` in the list that checks ``field`` (KeyError when it is not there)."""
+        code_list = self.for_field(field)
+        return CV(code, code_list.code_system, code_list.display[code] or None)
 
     def check(self, codes: Mapping[str, CV | None]) -> list[str]:
         """Problems with the coded values of one request (an empty list when all are valid)."""

@@ -1,14 +1,29 @@
-"""Mapping for UpdateCase (the handling system → 1177)."""
+"""Mapping for UpdateCase (the handling system → 1177): reading a validated request, and building one.
+
+``build_request`` is how the gateway itself writes an UpdateCase (the case desk's RECEIVED and every desk
+action): elements in the schema's order, so the result validates against the UpdateCase XSD.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from lxml import etree
 
 from contracts.model import CAF_PREFIX, CV, Attachment, Reader, Result, Unit, core
 
-__all__ = ["NAMESPACE", "UPDATE_TYPES", "UpdateCase", "build_response", "parse"]
+__all__ = [
+    "NAMESPACE",
+    "STATISTICS_FIELDS",
+    "UPDATE_TYPES",
+    "OutgoingAttachment",
+    "UpdateCase",
+    "build_request",
+    "build_response",
+    "parse",
+]
 
 NAMESPACE = f"{CAF_PREFIX}:UpdateCaseResponder:1"
 _r = Reader(NAMESPACE)
@@ -23,6 +38,8 @@ UPDATE_TYPES = (
     "REDIRECTED",
     "UNIT_CORRECTED",
 )
+#: the children of ``statistics``, in the schema's order
+STATISTICS_FIELDS = ("mainProblem", "subProblem", "experiencedProblem", "businessArea")
 
 
 @dataclass(frozen=True)
@@ -52,7 +69,7 @@ def parse(el: etree._Element) -> UpdateCase:
     statistics: dict[str, CV | None] = {}
     if stats is not None:
         fields = core.fields(stats)
-        for name in ("mainProblem", "subProblem", "experiencedProblem", "businessArea"):
+        for name in STATISTICS_FIELDS:
             statistics[name] = CV.parse(fields.child(name))
     return UpdateCase(
         case_id=top.req("caseId"),
@@ -75,3 +92,74 @@ def build_response(result: Result) -> etree._Element:
     )
     result.element(response)
     return response
+
+
+@dataclass(frozen=True)
+class OutgoingAttachment:
+    attachment_id: str
+    file_name: str
+    mime_type: str
+    data: bytes = field(repr=False)
+
+
+def _cv(parent: etree._Element, name: str, cv: CV) -> None:
+    el = etree.SubElement(parent, core.ns + name)
+    etree.SubElement(el, core.ns + "code").text = cv.code
+    etree.SubElement(el, core.ns + "codeSystem").text = cv.code_system
+    if cv.display_name:
+        etree.SubElement(el, core.ns + "displayName").text = cv.display_name
+
+
+def build_request(
+    *,
+    case_id: str,
+    message_id: str,
+    sequence_number: int,
+    update_type: str,
+    created_at: str,
+    handling_unit: Unit | None = None,
+    message_text: str | None = None,
+    standard_answer: CV | None = None,
+    attachments: Sequence[OutgoingAttachment] = (),
+    closed_at: str | None = None,
+    statistics: Mapping[str, CV] | None = None,
+) -> etree._Element:
+    """An ``UpdateCase`` element; the caller keeps the rules the schema does not state (message for
+    PARTIAL_ANSWER / QUESTION / ANSWER, closedAt for CLOSED, handlingUnit for REDIRECTED / UNIT_CORRECTED)."""
+    ns = "{" + NAMESPACE + "}"
+    root = etree.Element(ns + "UpdateCase", nsmap={None: NAMESPACE, "core": core.ns[1:-1]})
+    etree.SubElement(root, ns + "caseId").text = case_id
+    etree.SubElement(root, ns + "messageId").text = message_id
+    etree.SubElement(root, ns + "sequenceNumber").text = str(sequence_number)
+    etree.SubElement(root, ns + "updateType").text = update_type
+    etree.SubElement(root, ns + "createdAt").text = created_at
+    if handling_unit is not None:
+        unit = etree.SubElement(root, ns + "handlingUnit")
+        etree.SubElement(unit, core.ns + "unitId").text = handling_unit.unit_id
+        for name, value in (
+            ("unitName", handling_unit.unit_name),
+            ("careProviderId", handling_unit.care_provider_id),
+            ("regionCode", handling_unit.region_code),
+        ):
+            if value:
+                etree.SubElement(unit, core.ns + name).text = value
+    if message_text is not None:
+        message = etree.SubElement(root, ns + "message")
+        etree.SubElement(message, core.ns + "text").text = message_text
+        if standard_answer is not None:
+            _cv(message, "standardAnswer", standard_answer)
+    for attachment in attachments:
+        el = etree.SubElement(root, ns + "attachment")
+        etree.SubElement(el, core.ns + "attachmentId").text = attachment.attachment_id
+        etree.SubElement(el, core.ns + "fileName").text = attachment.file_name
+        etree.SubElement(el, core.ns + "mimeType").text = attachment.mime_type
+        etree.SubElement(el, core.ns + "data").text = base64.b64encode(attachment.data).decode("ascii")
+    if closed_at is not None:
+        etree.SubElement(root, ns + "closedAt").text = closed_at
+    if statistics:
+        stats = etree.SubElement(root, ns + "statistics")
+        for name in STATISTICS_FIELDS:
+            cv = statistics.get(name)
+            if cv is not None:
+                _cv(stats, name, cv)
+    return root

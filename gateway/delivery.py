@@ -11,9 +11,11 @@ import random
 import signal
 from types import FrameType
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Select, select
 
 from contracts import load_registry
+from gateway.cases.records import case_record
+from gateway.cases.state import CLOSED
 from gateway.config import Config
 from gateway.db import WriterLock, make_engine
 from outbox import (
@@ -28,7 +30,7 @@ from outbox import (
 )
 from routing import RoutingHolder
 
-__all__ = ["build_store", "build_worker", "run_worker", "worker_engine"]
+__all__ = ["build_store", "build_worker", "open_cases", "run_worker", "worker_engine"]
 
 log = logging.getLogger("gateway.delivery")
 
@@ -74,7 +76,14 @@ def build_store(config: Config, engine: Engine | None = None) -> OutboxStore:
         ),
         # on SQLite, queue with the accepting processes for the write lock instead of the busy handler
         writers=WriterLock(eng),
+        kept_streams=open_cases,
     )
+
+
+def open_cases() -> Select[tuple[str]]:
+    """The cases that are not closed: ``outbox purge`` keeps their messages, which are the timeline of a
+    case in the case desk (the retention of closed cases is another matter)."""
+    return select(case_record.c.case_id).where(case_record.c.status != CLOSED)
 
 
 def build_worker(config: Config, *, threads: int | None = None) -> tuple[Worker, RoutingHolder]:

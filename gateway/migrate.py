@@ -25,7 +25,8 @@ _SCRIPTS = Path(__file__).resolve().parent / "migrations"
 def load_tables() -> None:
     """Import every module that defines tables, so the shared metadata is complete."""
     import gateway.cases.inbox
-    import gateway.cases.records  # noqa: F401
+    import gateway.cases.records
+    import gateway.desk.schema  # noqa: F401
     import outbox.schema
     import outbox.store  # noqa: F401
     import routing.store  # noqa: F401

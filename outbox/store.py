@@ -344,6 +344,9 @@ class OutboxStore:
     clock: Callable[[], int] = now_ms
     #: a lock shared with the other processes writing the same SQLite file (taken inside ``_serial``)
     writers: AbstractContextManager[Any] | None = None
+    #: the streams whose delivered messages ``purge`` keeps (a query of stream names): the gateway's are
+    #: the cases that are not closed, whose timeline in the case desk is made of these messages
+    kept_streams: Callable[[], Any] | None = None
     _serial: threading.Lock | None = field(default=None, init=False, repr=False, compare=False)
     _reaped_ms: int | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -1031,11 +1034,16 @@ class OutboxStore:
         return sorted(released)
 
     def purge(self, actor: str, older_than_ms: int) -> int:
+        """Delete messages delivered before ``older_than_ms`` ago, with their attempts; never those of the
+        ``kept_streams`` (the messages of open cases are their timeline in the case desk)."""
         cutoff = self.clock() - older_than_ms
+        purged = and_(m.c.status == "done", m.c.done_ms < cutoff)
+        if self.kept_streams is not None:
+            purged = and_(purged, m.c.stream.not_in(self.kept_streams()))
         with self.engine.begin() as conn:
-            ids = select(m.c.id).where(m.c.status == "done", m.c.done_ms < cutoff).scalar_subquery()
+            ids = select(m.c.id).where(purged).scalar_subquery()
             conn.execute(delete(outbox_attempt).where(outbox_attempt.c.message_id.in_(ids)))
-            count = conn.execute(delete(m).where(m.c.status == "done", m.c.done_ms < cutoff)).rowcount
+            count = conn.execute(delete(m).where(purged)).rowcount
             self._audit(conn, actor, "purge", f"done before {cutoff}", f"{count} message(s)")
         return int(count)
 

@@ -1,37 +1,42 @@
 """What an accepted request sets in motion, inside the transaction that stores it.
 
-RegisterCase: a case record, and an outbox message to the receiving system (unless the unit is handled in
-the gateway's own case desk). UpdateCase: only from the system the case was routed to; it updates the case
-record and queues the update for 1177; ``REDIRECTED`` to a unit handled elsewhere moves the case and
-delivers it to its new receiver. Either all of it is committed with the inbox row, or none of it.
+RegisterCase: a case record, and an outbox message to the receiving system; a case to a unit handled in
+the gateway's own case desk is confirmed at once instead, with the desk's RECEIVED update to 1177
+(``gateway.cases.outgoing``). UpdateCase: only from the system the case was routed to, and only what the
+case's state machine allows (``gateway.cases.state``: nothing after CLOSED); it updates the case record
+(and its optimistic-lock ``version``) and queues the update for 1177. ``REDIRECTED`` to a unit handled
+elsewhere moves the case and delivers it to its new receiver; into a desk unit, it lands in the desk and
+the desk confirms it with RECEIVED. Either all of it is committed with the inbox row, or none of it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from lxml import etree
 from sqlalchemy import Connection, select, update
 
 from contracts import registercase, updatecase
-from contracts.model import parse_date
+from contracts.model import Unit, parse_date
 from gateway.cases.inbox import NewCase, Outcome, inbox_message
-from gateway.cases.records import STATUS_BY_UPDATE, age_at, case_record, local
+from gateway.cases.outgoing import CaseService, payload_bytes, received_update
+from gateway.cases.records import DESK, age_at, case_record, local
+from gateway.cases.state import CaseState, Refusal, Sender, judge
 from outbox import NewMessage, enqueue, now_ms
 from routing import Decision, RoutingHolder
 from routing.errors import DecisionError
 
-__all__ = ["CaseFlow", "Redirect"]
+__all__ = ["CaseFlow", "Redirect", "redirected_case"]
 
-
-def _payload_bytes(payload: etree._Element) -> bytes:
-    return bytes(etree.tostring(payload, encoding="UTF-8", xml_declaration=False))
+log = logging.getLogger("gateway.cases.flow")
 
 
 def _receiver(decision: Decision) -> str:
-    return decision.endpoint.component if decision.endpoint is not None else "internal"
+    return decision.endpoint.component if decision.endpoint is not None else DESK
 
 
 @dataclass
@@ -40,13 +45,42 @@ class Redirect:
     decision: Decision | None = None
 
 
+def redirected_case(original: bytes, unit: str, unit_name: str | None, keep_name: bool) -> bytes:
+    """The stored RegisterCase of a case, readdressed to ``unit`` for its new receiving system.
+
+    ``unit_name`` replaces the recipient's unit name; without one the old name is dropped, unless
+    ``keep_name`` (the unit did not change, only the system that handles it).
+    """
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
+    case = etree.fromstring(original, parser)
+    unit_id = case.find(f"{{{registercase.NAMESPACE}}}recipient/{{*}}unit/{{*}}unitId")
+    if unit_id is not None:
+        unit_id.text = unit
+    name = case.find(f"{{{registercase.NAMESPACE}}}recipient/{{*}}unit/{{*}}unitName")
+    if name is not None:
+        if unit_name:
+            name.text = unit_name
+        elif not keep_name:
+            parent = name.getparent()
+            if parent is not None:
+                parent.remove(name)
+    return payload_bytes(case)
+
+
 class CaseFlow:
     def __init__(
-        self, routing: RoutingHolder, register_namespace: str, clock: Callable[[], int] = now_ms
+        self,
+        routing: RoutingHolder,
+        register_namespace: str,
+        clock: Callable[[], int] = now_ms,
+        case_service_address: str | None = None,
     ) -> None:
         self.routing = routing
         self.register_namespace = register_namespace
         self.clock = clock
+        self.case_service = (
+            CaseService(routing, case_service_address) if case_service_address is not None else None
+        )
 
     def _send(
         self,
@@ -58,7 +92,7 @@ class CaseFlow:
         payload: bytes,
         correlation_id: str,
         idempotency_key: str,
-        consumer: str,
+        consumer: str | None,
     ) -> None:
         message = NewMessage(
             case_id,
@@ -72,6 +106,23 @@ class CaseFlow:
         )
         enqueue(conn, message, self.clock())
 
+    def _desk_confirmation(
+        self, case_id: str, unit: Unit, now: datetime, correlation_id: str
+    ) -> NewMessage | None:
+        """The desk's RECEIVED for a case that just landed in it (sequence number 1: the desk is a new
+        sender of the case), or None, with a warning, when 1177's case service has no route."""
+        route = self.case_service.route(now) if self.case_service is not None else None
+        if route is None:
+            log.warning(
+                "case landed in the case desk but cannot be confirmed to 1177: no route for UpdateCase at"
+                " the case service address; a handler can send RECEIVED from the desk once there is one",
+                extra={"fields": {"caseId": case_id}},
+            )
+            return None
+        assert self.case_service is not None
+        message_id, payload = received_update(case_id, 1, unit, now)
+        return self.case_service.message(route, case_id, message_id, payload, correlation_id)
+
     # -- RegisterCase ---------------------------------------------------------------------------------------
     def new_case(
         self,
@@ -81,11 +132,12 @@ class CaseFlow:
         consumer: str,
         logical_address: str,
     ) -> NewCase:
-        """The case record of a new case and, unless its unit is handled internally, its first delivery."""
+        """The case record of a new case and its first delivery: to the unit's system, or, for a unit
+        handled in the desk, the desk's RECEIVED to 1177."""
         now = datetime.now(UTC)
         submitted = local(req.submitted_at)
         incident = req.incident
-        record = {
+        record: dict[str, Any] = {
             "case_id": req.case_id,
             "category": req.case_category,
             "recipient_type": req.recipient_type,
@@ -110,9 +162,19 @@ class CaseFlow:
             "updated_at": now,
             "closed_at": None,
             "last_sequence": None,
+            "version": 1,
+            "open_question": None,
+            "handler_turn_since": now,  # a new case waits for its handler
+            "attachments_allowed": False,
         }
         if decision.internal:
-            return NewCase(record)
+            unit = Unit(req.recipient_unit.unit_id, req.recipient_unit.unit_name)
+            received = self._desk_confirmation(req.case_id, unit, now, correlation_id)
+            if received is None:
+                return NewCase(record)
+            record.update(status="RECEIVED", last_sequence=1)
+            key = received.idempotency_key
+            return NewCase(record, lambda _stored: received, lambda _inbox_id: key, self.clock())
         target = decision.target
 
         def delivery(payload: bytes) -> NewMessage:
@@ -135,7 +197,12 @@ class CaseFlow:
     ) -> Callable[[Connection], Outcome | None]:
         def check(conn: Connection) -> Outcome | None:
             row = conn.execute(
-                select(case_record.c.receiving_system, case_record.c.last_sequence)
+                select(
+                    case_record.c.receiving_system,
+                    case_record.c.last_sequence,
+                    case_record.c.status,
+                    case_record.c.open_question,
+                )
                 .where(case_record.c.case_id == req.case_id)
                 .with_for_update()
             ).first()
@@ -143,6 +210,15 @@ class CaseFlow:
                 return Outcome.UNKNOWN_CASE
             if row.receiving_system != consumer:
                 return Outcome.NOT_ALLOWED
+            verdict = judge(
+                CaseState(row.status, row.open_question),
+                req.update_type,
+                Sender.HANDLER,
+                message_id=req.message_id,
+            )
+            if isinstance(verdict, Refusal):
+                # an integrated system sends only the handling side's update types (the schema's list)
+                return Outcome.CASE_CLOSED if verdict.sub_code == "CASE_CLOSED" else Outcome.NOT_ALLOWED
             if row.last_sequence is not None and req.sequence_number <= row.last_sequence:
                 return Outcome.STALE
             if redirect is not None:
@@ -167,35 +243,55 @@ class CaseFlow:
     ) -> Callable[[Connection, int, bytes], None]:
         def then(conn: Connection, inbox_id: int, payload: bytes) -> None:
             now = datetime.now(UTC)
-            values: dict[str, object] = {"last_sequence": req.sequence_number, "updated_at": now}
-            status = STATUS_BY_UPDATE.get(req.update_type)
-            if status:
-                values["status"] = status
+            current = conn.execute(
+                select(
+                    case_record.c.route_target,
+                    case_record.c.status,
+                    case_record.c.open_question,
+                    case_record.c.handler_turn_since,
+                    case_record.c.closed_at,
+                ).where(case_record.c.case_id == req.case_id)
+            ).one()
+            verdict = judge(
+                CaseState(current.status, current.open_question),
+                req.update_type,
+                Sender.HANDLER,
+                message_id=req.message_id,
+            )
+            assert not isinstance(verdict, Refusal), "check_update refuses what judge refuses"
+            values: dict[str, object] = {
+                "last_sequence": req.sequence_number,
+                "updated_at": now,
+                "version": case_record.c.version + 1,
+                "status": verdict.status,
+                "open_question": verdict.open_question,
+                "handler_turn_since": (current.handler_turn_since or now) if verdict.handler_turn else None,
+            }
             if req.handling_unit is not None:
                 values["handling_unit"] = req.handling_unit.unit_id
-            if req.closed_at:
+            if req.closed_at and current.closed_at is None:  # closedAt is set once
                 values["closed_at"] = local(req.closed_at)
-            for field, column in (
-                ("mainProblem", "main_problem"),
-                ("subProblem", "sub_problem"),
-                ("experiencedProblem", "experienced_problem"),
-                ("businessArea", "business_area"),
-            ):
+            for field in updatecase.STATISTICS_FIELDS:
                 cv = req.statistics.get(field)
                 if cv is not None:
-                    values[column] = cv.code
-            moved = redirect is not None and redirect.decision is not None
-            current = conn.execute(
-                select(case_record.c.route_target).where(case_record.c.case_id == req.case_id)
-            ).scalar_one()
-            if moved and redirect is not None and redirect.decision is not None:
-                moved = redirect.decision.target != current
-                if moved:
-                    values.update(
-                        route_target=redirect.decision.target,
-                        receiving_system=_receiver(redirect.decision),
-                        routing_version=self.routing.table.version,
-                    )
+                    values[_STATISTICS_COLUMNS[field]] = cv.code
+            new_route = redirect.decision if redirect is not None else None
+            if new_route is not None and new_route.target == current.route_target:
+                new_route = None  # another unit of the same system: nothing to deliver
+            received: NewMessage | None = None
+            if new_route is not None:
+                values.update(
+                    route_target=new_route.target,
+                    receiving_system=_receiver(new_route),
+                    routing_version=self.routing.table.version,
+                    # the new system numbers its updates of the case from 1 (contracts.md)
+                    last_sequence=None,
+                )
+                if new_route.internal and req.handling_unit is not None:
+                    received = self._desk_confirmation(req.case_id, req.handling_unit, now, correlation_id)
+                    values["handler_turn_since"] = now
+                    if received is not None:
+                        values.update(status="RECEIVED", last_sequence=1, open_question=None)
             conn.execute(update(case_record).where(case_record.c.case_id == req.case_id).values(**values))
             if not decision.internal:
                 self._send(
@@ -209,13 +305,10 @@ class CaseFlow:
                     f"UpdateCase:{req.message_id}",
                     consumer,
                 )
-            if (
-                moved
-                and redirect is not None
-                and redirect.decision is not None
-                and not redirect.decision.internal
-            ):
-                self._redeliver(conn, req, redirect, correlation_id, consumer, inbox_id)
+            if received is not None:
+                enqueue(conn, received, self.clock())
+            if new_route is not None and not new_route.internal and redirect is not None:
+                self._redeliver(conn, req, redirect.unit, new_route, correlation_id, consumer, inbox_id)
 
         return then
 
@@ -223,37 +316,35 @@ class CaseFlow:
         self,
         conn: Connection,
         req: updatecase.UpdateCase,
-        redirect: Redirect,
+        unit: str,
+        route: Decision,
         correlation_id: str,
         consumer: str,
         inbox_id: int,
     ) -> None:
         """Deliver the original case to the system of the unit it was redirected to."""
-        assert redirect.decision is not None
         original = conn.execute(
             select(inbox_message.c.payload).where(
                 inbox_message.c.operation == "RegisterCase", inbox_message.c.case_id == req.case_id
             )
         ).scalar_one()
-        parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
-        case = etree.fromstring(bytes(original), parser)
-        unit_id = case.find(f"{{{registercase.NAMESPACE}}}recipient/{{*}}unit/{{*}}unitId")
-        if unit_id is not None:
-            unit_id.text = redirect.unit
-        name = case.find(f"{{{registercase.NAMESPACE}}}recipient/{{*}}unit/{{*}}unitName")
-        if name is not None and req.handling_unit is not None:
-            if req.handling_unit.unit_name:
-                name.text = req.handling_unit.unit_name
-            else:
-                name.getparent().remove(name)
+        name = req.handling_unit.unit_name if req.handling_unit is not None else None
         self._send(
             conn,
             req.case_id,
             "RegisterCase",
-            redirect.decision.target,
-            redirect.unit,
-            _payload_bytes(case),
+            route.target,
+            unit,
+            redirected_case(bytes(original), unit, name, keep_name=req.handling_unit is None),
             correlation_id,
-            f"RegisterCase:{inbox_id}:{redirect.decision.target}",
+            f"RegisterCase:{inbox_id}:{route.target}",
             consumer,
         )
+
+
+_STATISTICS_COLUMNS = {
+    "mainProblem": "main_problem",
+    "subProblem": "sub_problem",
+    "experiencedProblem": "experienced_problem",
+    "businessArea": "business_area",
+}

@@ -122,6 +122,7 @@ class Outcome(enum.Enum):
     UNKNOWN_CASE = "unknown-case"
     NOT_ALLOWED = "not-allowed"
     UNROUTABLE_REDIRECT = "unroutable-redirect"
+    CASE_CLOSED = "case-closed"
 
 
 @dataclass(frozen=True)
@@ -146,8 +147,9 @@ class InboxMessage:
 class NewCase:
     """What follows from a new case besides its inbox row: its case record and its first delivery.
 
-    ``delivery`` makes the first outbox message from the stored payload; None for a unit handled in the
-    gateway's own case desk. Its idempotency key is made by ``delivery_key`` from the inbox row's id, known
+    ``delivery`` makes the first outbox message from the stored payload (for a unit handled in the gateway's
+    own case desk: the desk's RECEIVED to 1177, which does not depend on it); None when there is nothing to
+    send. Its idempotency key is made by ``delivery_key`` from the inbox row's id, known
     once the row is stored.
     """
 

@@ -5,18 +5,24 @@ record keeps the units, category, the subject's age at submission and gender cod
 identity number), problem and business-area codes, the event date, the received, and closed times, and
 where the case went (route and receiving system). Updates change status, handling unit, closed time and
 corrected codes.
+
+The case desk adds what handling a case needs: ``version`` (the optimistic lock: every change to a record,
+from any path, adds one, so a desk handler acting on an older view is told the case changed), the open
+question (the messageId of the counter-question the citizen has not answered), since when it has been the
+handler's turn, and whether the citizen may attach files. ``ix_case_record_desk`` serves the desk's case
+list (the cases handled in the desk, by unit, newest first).
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Column, Date, DateTime, Integer, String, Table
+from sqlalchemy import BigInteger, Boolean, Column, Date, DateTime, Index, Integer, String, Table, text
 
 from contracts.db import metadata
 from contracts.model import PersonId, parse_timestamp
 
-__all__ = ["STATUS_BY_UPDATE", "age_at", "case_record"]
+__all__ = ["DESK", "STATUS_BY_UPDATE", "age_at", "case_record"]
 
 case_record = Table(
     "case_record",
@@ -43,7 +49,22 @@ case_record = Table(
     Column("routing_version", Integer, nullable=False),
     Column("last_sequence", BigInteger, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("version", Integer, nullable=False, server_default=text("1")),
+    Column("open_question", String(64), nullable=True),
+    Column("handler_turn_since", DateTime(timezone=True), nullable=True),
+    Column("attachments_allowed", Boolean, nullable=False, server_default=text("false")),
+    Index(
+        "ix_case_record_desk",
+        "handling_unit",
+        "received_at",
+        "case_id",
+        sqlite_where=text("receiving_system = 'internal'"),
+        postgresql_where=text("receiving_system = 'internal'"),
+    ),
 )
+
+#: cases handled in the gateway's own case desk have this receiving system (and route target)
+DESK = "internal"
 
 STATUS_BY_UPDATE = {
     "RECEIVED": "RECEIVED",

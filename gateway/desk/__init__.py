@@ -7,7 +7,7 @@ is audited, and ends in an UpdateCase message to 1177 through the outbox. The we
 what this module exports.
 """
 
-from gateway.desk.errors import CaseNotFound, Conflict, DeskError, Forbidden, Refused
+from gateway.desk.errors import CaseNotFound, Conflict, DeskError, Forbidden, NoSuchGrant, Refused
 from gateway.desk.model import (
     ACTION_KINDS,
     ROLES,
@@ -40,6 +40,7 @@ __all__ = [
     "Forbidden",
     "Grant",
     "NewAttachment",
+    "NoSuchGrant",
     "PersonView",
     "Refused",
     "TimelineEvent",

@@ -3,6 +3,7 @@
     DeskError (GatewayError)   root (HTTP 400, exit code 1)
     ├── Forbidden              the person has no role for this case or unit (HTTP 403, exit code 7); audited
     ├── CaseNotFound           no case with that id, or no attachment with that ref (HTTP 404, exit code 3)
+    ├── NoSuchGrant            the grant to revoke is not there (HTTP 404, exit code 3)
     ├── Conflict               the case changed since the person read it: optimistic locking (HTTP 409,
     │                          exit code 8); read it again and decide again
     └── Refused                the state machine or a desk rule said no (HTTP 422, exit code 1), with a
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from gateway.errors import GatewayError
 
-__all__ = ["CaseNotFound", "Conflict", "DeskError", "Forbidden", "Refused"]
+__all__ = ["CaseNotFound", "Conflict", "DeskError", "Forbidden", "NoSuchGrant", "Refused"]
 
 
 class DeskError(GatewayError):
@@ -39,6 +40,13 @@ class Forbidden(DeskError):
 
 class CaseNotFound(DeskError):
     """No such case (or attachment) in the desk."""
+
+    http_status = 404
+    exit_code = 3
+
+
+class NoSuchGrant(DeskError):
+    """The person holds no active grant of that role on that scope."""
 
     http_status = 404
     exit_code = 3

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 
 from contracts import ping as ping_contract
 from contracts import registercase, updatecase
+from contracts.attachments import content_matches
 from contracts.codelists import CodeLists
 from contracts.model import Attachment, Result, parse_date, parse_timestamp
 from contracts.registry import Contract, ContractRegistry
@@ -45,14 +46,6 @@ __all__ = ["Handlers", "RequestContext"]
 log = logging.getLogger("gateway.soap.handlers")
 SWEDEN = ZoneInfo("Europe/Stockholm")
 MAX_SEQUENCE = 2**63 - 1  # the database column is a signed 64-bit integer
-
-# File signatures of the attachment types the contracts allow; the declared type must match the content.
-_MAGIC: dict[str, tuple[bytes, ...]] = {
-    "application/pdf": (b"%PDF-",),
-    "image/gif": (b"GIF87a", b"GIF89a"),
-    "image/jpeg": (b"\xff\xd8\xff",),
-    "image/png": (b"\x89PNG\r\n\x1a\n",),
-}
 
 
 @dataclass
@@ -103,7 +96,7 @@ def _check_attachments(attachments: Iterable[Attachment], max_bytes: int) -> Non
             )
         except (binascii.Error, ValueError):
             raise InvalidRequestError(f"attachment {index}: data is not valid base64") from None
-        if not content.startswith(_MAGIC[attachment.mime_type]):
+        if not content_matches(attachment.mime_type, content):
             raise RuleViolation(
                 "ATTACHMENT_TYPE_MISMATCH", f"attachment {index}: content is not {attachment.mime_type}"
             )
@@ -129,7 +122,11 @@ class Handlers:
         self.version = version
         self.routing = routing
         self.now = now
-        self.flow = CaseFlow(routing, registry.by_operation("RegisterCase").responder_namespace)
+        self.flow = CaseFlow(
+            routing,
+            registry.by_operation("RegisterCase").responder_namespace,
+            case_service_address=config.gateway.case_service_address,
+        )
         # the OK answer of each contract, serialised once (most requests get it)
         self._ok: dict[Callable[[Result], etree._Element], OkEnvelope] = {
             build: OkEnvelope(build) for build in (registercase.build_response, updatecase.build_response)
@@ -319,6 +316,9 @@ class Handlers:
         if outcome is Outcome.NOT_ALLOWED:
             rule = RuleViolation("NOT_CASE_RECEIVER", "this case was not routed to the calling system")
             return self._error(ctx, build, "NOT_ALLOWED", rule)
+        if outcome is Outcome.CASE_CLOSED:
+            rule = RuleViolation("CASE_CLOSED", "the case is closed and takes no further updates")
+            return self._error(ctx, build, "INVALID_REQUEST", rule)
         if outcome is Outcome.UNROUTABLE_REDIRECT:
             rule = RuleViolation("REDIRECT_UNROUTABLE", "handlingUnit has no route for RegisterCase")
             return self._error(ctx, build, "INVALID_REQUEST", rule)

@@ -65,6 +65,10 @@ def new_case(case_id: str, *, internal: bool = False) -> NewCase:
         "updated_at": now,
         "closed_at": None,
         "last_sequence": None,
+        "version": 1,
+        "open_question": None,
+        "handler_turn_since": now,
+        "attachments_allowed": False,
     }
     if internal:
         return NewCase(record)
