@@ -115,11 +115,9 @@ def action_from_form(kind: str, form: MultiDict[str, str], files: MultiDict[str,
     text = _text(form.get("text"))
     attachments = _files(files.getlist("attachments"))
     if kind == "ANSWER":
+        # a standard answer's text is fixed; the handler's own words, if any, follow it
         standard = (form.get("standard_answer") or "").strip() or None
-        if standard is not None:
-            # the standard answer's text is fixed; a text typed before choosing it is not sent
-            return Action(kind, standard_answer=standard, attachments=attachments)
-        return Action(kind, text=text, attachments=attachments)
+        return Action(kind, text=text, standard_answer=standard, attachments=attachments)
     if kind in ("PARTIAL_ANSWER", "QUESTION"):
         return Action(kind, text=text, attachments=attachments)
     if kind == "ALLOW_ATTACHMENTS":

@@ -150,7 +150,7 @@ def me() -> Response:
 
 
 def list_cases() -> Response:
-    filters, problems = parse_filters(request.args, API_NAMES)
+    filters, problems = parse_filters(request.args, API_NAMES, strict=True)
     if problems:
         field = next(iter(problems))
         return error_json(400, "BAD_REQUEST", f"{API_NAMES[field]}: {problems[field]}")

@@ -120,10 +120,8 @@ _DESK_CODES = {403: "FORBIDDEN", 404: "NOT_FOUND", 409: "CONFLICT", 422: "REFUSE
 
 
 def desk_message(exc: DeskError) -> str:
-    sub_code = getattr(exc, "sub_code", None)
-    if sub_code and sub_code in texts.REFUSALS:
-        return texts.REFUSALS[sub_code]
-    return exc.message
+    """The reason to show: the desk's own one-line message is Swedish (``gateway.desk.errors``)."""
+    return exc.message or "Åtgärden kunde inte göras."
 
 
 def create_web_app(

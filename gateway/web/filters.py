@@ -67,10 +67,21 @@ def _integer(value: str, low: int, high: int) -> int | None:
     return number if low <= number <= high else None
 
 
-def parse_filters(args: Mapping[str, str], names: Mapping[str, str]) -> tuple[CaseFilters, dict[str, str]]:
-    """The filters, and the problems by field (Swedish, for the page's error summary)."""
+def parse_filters(
+    args: Mapping[str, str], names: Mapping[str, str], *, strict: bool = False
+) -> tuple[CaseFilters, dict[str, str]]:
+    """The filters, and the problems by field (Swedish, for the page's error summary).
+
+    The page's form sends every field, empty ones meaning "any", and a person may type spaces; the API
+    (``strict``) takes a parameter only as documented: present means a value, exactly as written.
+    """
     problems: dict[str, str] = {}
     found: dict[str, Any] = {}
+    if strict:
+        for field, name in names.items():
+            value = args.get(name)
+            if value is not None and (not value or value != value.strip()):
+                problems[field] = "Värdet är tomt eller har mellanslag före eller efter."
 
     def raw(field: str) -> str:
         return (args.get(names[field]) or "").strip()

@@ -18,7 +18,10 @@ from gateway.web import texts
 from gateway.web.actions import ALLOWED_TYPES, CODE_FIELDS, MAX_ATTACHMENTS, MAX_TEXT
 from gateway.web.filters import MAX_PAGE, MAX_PER_PAGE, MAX_WAITING_DAYS
 
-__all__ = ["OPERATIONS", "Operation", "document", "flask_rule"]
+__all__ = ["EXAMPLE_CASE_ID", "OPERATIONS", "Operation", "document", "flask_rule"]
+
+#: the case the document's examples name (the example RegisterCase's caseId)
+EXAMPLE_CASE_ID = "1177-CASE-0001"
 
 _ID = {"type": "string", "minLength": 1, "maxLength": 64}
 _TIME = {"type": "string", "format": "date-time"}
@@ -220,11 +223,18 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-def _path(name: str, description: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": _ID, "description": description}
+def _path(name: str, description: str, example: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": _ID,
+        "description": description,
+        "example": example,
+    }
 
 
-_CASE_ID = _path("caseId", "1177's id of the case")
+_CASE_ID = _path("caseId", "1177's id of the case", EXAMPLE_CASE_ID)
 
 
 @dataclass(frozen=True)
@@ -289,7 +299,7 @@ OPERATIONS: tuple[Operation, ...] = (
             },
             **_errors(404),
         },
-        (_CASE_ID, _path("ref", "the attachment's ref from the case")),
+        (_CASE_ID, _path("ref", "the attachment's ref from the case", "in-1-1")),
     ),
     Operation(
         "post",

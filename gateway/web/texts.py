@@ -15,7 +15,7 @@ __all__ = [
     "CODE_FIELDS",
     "DELIVERY",
     "DIRECTIONS",
-    "REFUSALS",
+    "MOVE_EXPLAINED",
     "REPORTER_ROLES",
     "ROLES",
     "STATUSES",
@@ -125,32 +125,8 @@ CODE_FIELDS: Mapping[str, str] = {
     "gender": "Kön",
 }
 
-#: refusals by sub_code; an unknown one shows the desk's own message
-REFUSALS: Mapping[str, str] = {
-    "CASE_CLOSED": "Ärendet är avslutat och kan inte ändras längre.",
-    "NOT_SENDERS_UPDATE": "Den åtgärden kan bara anmälaren göra, via 1177.",
-    "NO_OPEN_QUESTION": "Det finns ingen obesvarad motfråga i ärendet.",
-    "MOVE_NOT_SUPPORTED": (
-        "Ärendet kan inte flyttas i ärendehanteringen; ett integrerat system kan skicka det vidare."
-    ),
-    "TEXT_REQUIRED": "Skriv ett meddelande till anmälaren.",
-    "ANSWER_TEXT_OR_STANDARD": "Välj ett standardsvar eller skriv ett eget svar, inte båda.",
-    "UNKNOWN_STANDARD_ANSWER": "Standardsvaret finns inte i listan över standardsvar.",
-    "TOO_MANY_ATTACHMENTS": "Du kan bifoga högst 10 filer till ett meddelande.",
-    "ATTACHMENT_TOO_LARGE": "En bifogad fil får vara högst 20 MB.",
-    "ATTACHMENT_TYPE": "Bifogade filer måste vara PDF, GIF, JPEG eller PNG.",
-    "ATTACHMENT_CONTENT": "En bifogad fil är inte av den typ som filnamnet anger.",
-    "ATTACHMENT_EMPTY": "En bifogad fil är tom.",
-    "NOT_PATIENT_BOARD": "Enhet där händelsen inträffade anges bara i ärenden till en patientnämnd.",
-    "UNKNOWN_UNIT": "Välj en enhet ur listan.",
-    "UNKNOWN_CODE": "Välj koder ur listorna.",
-    "INVALID_CODES": "Koderna hör inte ihop: delproblemet måste höra till huvudproblemet.",
-    "INVALID_ACTION": "Den åtgärden finns inte.",
-    "INVALID_INPUT": "Uppgifterna i formuläret kunde inte läsas.",
-    "CONFIRM_REQUIRED": "Kryssa i att du vill avsluta ärendet.",
-    "TEXT_TOO_LONG": "Meddelandet får vara högst 20 000 tecken.",
-    "ATTACHMENT_NAME": "En bifogad fil har ett filnamn som inte kan användas.",
-}
+#: why a case cannot be moved to another unit in the desk (the staff tool cannot either)
+MOVE_EXPLAINED = "Ärendet kan inte flyttas i ärendehanteringen; ett integrerat system kan skicka det vidare."
 
 
 def word(table: Mapping[str, str], code: str | None) -> str:

@@ -164,7 +164,9 @@ class Gateway:
 
     def record(self, case_id: str) -> dict[str, Any]:
         with self.engine.connect() as conn:
-            return dict(conn.execute(select(case_record).where(case_record.c.case_id == case_id)).one()._mapping)
+            return dict(
+                conn.execute(select(case_record).where(case_record.c.case_id == case_id)).one()._mapping
+            )
 
 
 @contextmanager

@@ -227,7 +227,13 @@ FORMS = [
     (
         "CASE-1",
         "ANSWER",
-        {"text": "ignoreras", "standard_answer": "1"},
+        {"text": "Tillägg", "standard_answer": "1"},
+        Action("ANSWER", text="Tillägg", standard_answer="1"),
+    ),
+    (
+        "CASE-1",
+        "ANSWER",
+        {"text": " ", "standard_answer": "1"},
         Action("ANSWER", standard_answer="1"),
     ),
     ("CASE-1", "ALLOW_ATTACHMENTS", {"allow": "true"}, Action("ALLOW_ATTACHMENTS", allow=True)),
@@ -283,7 +289,7 @@ def test_files_travel_with_the_answer(client: FlaskClient, desk: FakeDesk) -> No
 
 REFUSED_FORMS = [
     # (kind, fields, files, expected Swedish reason, the desk was asked)
-    ("QUESTION", {"text": "   "}, [], "Skriv ett meddelande till anmälaren.", True),
+    ("QUESTION", {"text": "   "}, [], "Meddelandet saknas", True),
     ("ANSWER", {"text": "x" * 20_001}, [], "Meddelandet får vara högst 20000 tecken.", False),
     ("CLOSED", {}, [], "Kryssa i att du vill avsluta ärendet.", False),
     (
@@ -301,8 +307,8 @@ REFUSED_FORMS = [
         False,
     ),
     ("ANSWER", {"text": "Svar"}, [(b"", "tom.pdf", "application/pdf")], "En bifogad fil är tom.", False),
-    ("ANSWER", {"text": "Svar"}, [(b"<html>", "falsk.pdf", "application/pdf")], "inte av den typ", True),
-    ("ANSWER", {"standard_answer": "99"}, [], "Standardsvaret finns inte", True),
+    ("ANSWER", {"text": "Svar"}, [(b"<html>", "falsk.pdf", "application/pdf")], "inte en fil av typen", True),
+    ("ANSWER", {"standard_answer": "99"}, [], "Okänt standardsvar", True),
 ]
 
 

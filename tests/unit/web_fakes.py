@@ -258,14 +258,16 @@ class FakeDesk(Desk):
                 "Ärendet kan inte flyttas i ärendehanteringen; ett integrerat system kan skicka det vidare",
             )
         if action.kind in ("PARTIAL_ANSWER", "QUESTION") and not action.text:
-            raise Refused("TEXT_REQUIRED", "Skriv ett meddelande")
+            raise Refused("TEXT_REQUIRED", "Meddelandet saknas")
         if action.kind == "ANSWER" and not (action.text or action.standard_answer):
-            raise Refused("TEXT_REQUIRED", "Skriv ett meddelande")
+            raise Refused("TEXT_REQUIRED", "Meddelandet saknas")
         if action.standard_answer is not None and action.standard_answer not in {c for c, _, _ in STANDARD}:
-            raise Refused("UNKNOWN_STANDARD_ANSWER", "Okänt standardsvar")
-        for new in action.attachments:
+            raise Refused("UNKNOWN_STANDARD_ANSWER", f"Okänt standardsvar {action.standard_answer!r}")
+        for n, new in enumerate(action.attachments, start=1):
             if new.mime_type == "application/pdf" and not new.data.startswith(b"%PDF"):
-                raise Refused("ATTACHMENT_CONTENT", "Filen är inte en PDF")
+                raise Refused(
+                    "ATTACHMENT_TYPE_MISMATCH", f"Bilaga {n} är inte en fil av typen {new.mime_type}"
+                )
         if action.kind in ("RECEIVED", "IN_PROGRESS", "PARTIAL_ANSWER", "QUESTION", "ANSWER", "CLOSED"):
             verdict = judge(CaseState(record["status"], record["open_question"]), action.kind, Sender.HANDLER)
             if isinstance(verdict, Refusal):

@@ -1,18 +1,15 @@
 // The case desk's only script (a static file: the CSP allows no inline script). Everything works without it;
-// it adds two conveniences: the own-answer text box follows the chosen answer, and a file input warns at
+// it adds two conveniences: the answer's text box is required only for an own answer, and a file input warns at
 // once when more or larger files are chosen than a message may carry.
 (function () {
   "use strict";
 
   function followAnswerChoice(form) {
     var own = form.querySelector("#svar-eget");
-    var box = form.querySelector(".own-answer");
     var text = form.querySelector("#text-ANSWER");
-    if (!own || !box || !text) { return; }
+    if (!own || !text) { return; }
     function update() {
-      var mine = own.checked;
-      box.hidden = !mine;
-      text.required = mine;
+      text.required = own.checked;
     }
     form.addEventListener("change", update);
     update();
