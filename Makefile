@@ -18,8 +18,13 @@ certs-example/out/ca.pem: | $(STAMP)
 certs: $(STAMP)
 	$(BIN)/gateway certs example --out certs-example/out --force
 
+# The demo people of the case desk (certs-example/README.md): the handler and the reader of the demo desk
+# unit, and a handler of another unit, who sees none of its cases. Granting again changes nothing.
 run: $(STAMP) certs-example/out/ca.pem
 	$(BIN)/gateway --config $(CONFIG) routes bootstrap examples/routing.yaml --author make-run
+	$(BIN)/gateway --config $(CONFIG) desk grant SE2321000016-HND1 SE2321000016-9K2M handler
+	$(BIN)/gateway --config $(CONFIG) desk grant SE2321000016-RDR1 SE2321000016-9K2M reader
+	$(BIN)/gateway --config $(CONFIG) desk grant SE2321000016-HND2 SE2321000016-7Q6X handler
 	$(BIN)/gateway --config $(CONFIG) serve
 
 test: $(STAMP)

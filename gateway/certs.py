@@ -13,6 +13,9 @@ certificates come from SITHS (or another real CA) and are configured in ``[tls]`
 * ``<name>.pem`` / ``<name>.key`` for each demo client (``1177``, ``revoked``...; see
   ``certs-example/README.md``), with the caller's HSA-id as the subject
   ``serialNumber`` (OID 2.5.4.5), which is what the gateway uses to identify callers;
+* ``<name>.p12`` for each person's certificate (``handler``, ``handler-2``, ``reader``, ``operator``): the
+  certificate, its key and the demo CA as PKCS#12, protected with the password ``demo``
+  (``PKCS12_PASSWORD``), to import in a browser for the web app;
 * ``hsa-ids.json``: client name -> HSA-id (``null`` for the client without one).
 
 Keys are PKCS#8 PEM, unencrypted, created with mode 0600 inside a 0700 directory; every file is written
@@ -35,11 +38,19 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gateway.soap.identity import hsa_id_from_certificate
 
-__all__ = ["ExamplePki", "Identity", "generate_example_pki", "hsa_id_from_certificate", "load_example_pki"]
+__all__ = [
+    "PKCS12_PASSWORD",
+    "ExamplePki",
+    "Identity",
+    "generate_example_pki",
+    "hsa_id_from_certificate",
+    "load_example_pki",
+]
 
 _CA_NAME = "CAF Gateway Demo CA"
 _FOREIGN_CA_NAME = "Foreign Demo CA"
@@ -71,6 +82,8 @@ _FOREIGN_CA_CERT = "foreign-ca.pem"
 _FOREIGN_CA_KEY = "foreign-ca.key"
 _SERVER = "server"
 _HSA_IDS = "hsa-ids.json"
+#: the password of every demo ``.p12`` file (demo material only: it is printed in certs-example/README.md)
+PKCS12_PASSWORD = "demo"  # noqa: S105 - a demo password, published on purpose
 
 
 @dataclass(frozen=True)
@@ -81,14 +94,18 @@ class _ClientSpec:
     organization: str
     issuer: str = "demo"  # "demo" or "foreign"
     kind: str = "valid"  # "valid", "revoked" or "expired"
+    #: a person's certificate (for the web app): also written as PKCS#12 for a browser
+    person: bool = False
 
 
 _CLIENTS: tuple[_ClientSpec, ...] = (
     _ClientSpec("1177", "SE5565594230-1177", "1177 case service", "Inera AB"),
     _ClientSpec("deviation-a", "SE2321000016-DEV1", "Deviation system for care units", _REGION),
     _ClientSpec("deviation-b", "SE2321000016-DEV2", "Patient board system", _REGION),
-    _ClientSpec("operator", "SE2321000016-OPS1", "Gateway operator", _REGION),
-    _ClientSpec("handler", "SE2321000016-HND1", "Case handler", _REGION),
+    _ClientSpec("operator", "SE2321000016-OPS1", "Gateway operator", _REGION, person=True),
+    _ClientSpec("handler", "SE2321000016-HND1", "Case handler", _REGION, person=True),
+    _ClientSpec("handler-2", "SE2321000016-HND2", "Case handler of another unit", _REGION, person=True),
+    _ClientSpec("reader", "SE2321000016-RDR1", "Case reader", _REGION, person=True),
     _ClientSpec("gateway", "SE2321000016-GW01", "Integration gateway (outbound deliveries)", _REGION),
     _ClientSpec("revoked", "SE2321000016-RVK1", "Revoked demo client", _REGION, kind="revoked"),
     _ClientSpec("expired", "SE2321000016-EXP1", "Expired demo client", _REGION, kind="expired"),
@@ -105,6 +122,8 @@ class Identity:
     hsa_id: str | None
     cert: Path
     key: Path
+    #: the same as PKCS#12 (password ``PKCS12_PASSWORD``), for a person's certificate
+    p12: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -122,13 +141,14 @@ class ExamplePki:
 def _expected_files() -> list[str]:
     names = [_CA_CERT, _CA_KEY, _CRL, _FOREIGN_CA_CERT, _FOREIGN_CA_KEY, f"{_SERVER}.pem", f"{_SERVER}.key"]
     for spec in _CLIENTS:
-        names += [f"{spec.name}.pem", f"{spec.name}.key"]
+        names += [f"{spec.name}.pem", f"{spec.name}.key"] + ([f"{spec.name}.p12"] if spec.person else [])
     return [*names, _HSA_IDS]
 
 
-def _identity(directory: Path, name: str) -> Identity:
+def _identity(directory: Path, name: str, person: bool = False) -> Identity:
     cert = directory / f"{name}.pem"
-    return Identity(name, hsa_id_from_certificate(cert.read_bytes()), cert, directory / f"{name}.key")
+    p12 = directory / f"{name}.p12" if person else None
+    return Identity(name, hsa_id_from_certificate(cert.read_bytes()), cert, directory / f"{name}.key", p12)
 
 
 def load_example_pki(out_dir: Path) -> ExamplePki:
@@ -146,7 +166,7 @@ def load_example_pki(out_dir: Path) -> ExamplePki:
         crl=directory / _CRL,
         foreign_ca_cert=directory / _FOREIGN_CA_CERT,
         server=_identity(directory, _SERVER),
-        clients={spec.name: _identity(directory, spec.name) for spec in _CLIENTS},
+        clients={spec.name: _identity(directory, spec.name, spec.person) for spec in _CLIENTS},
     )
 
 
@@ -172,6 +192,20 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+
+
+def _pkcs12(
+    name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey, ca: x509.Certificate
+) -> bytes:
+    """Certificate, key and CA as PKCS#12 with AES-256 and SHA-256, which browsers import."""
+    protection = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(50_000)
+        .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
+        .hmac_hash(hashes.SHA256())
+        .build(PKCS12_PASSWORD.encode())
+    )
+    return pkcs12.serialize_key_and_certificates(name.encode(), key, cert, [ca], protection)
 
 
 def _cert_pem(cert: x509.Certificate) -> bytes:
@@ -368,6 +402,10 @@ def generate_example_pki(
         if spec.kind == "revoked":
             revoked.append(cert)
         write_pair(spec.name, cert, key)
+        if spec.person:
+            _write_atomic(
+                directory / f"{spec.name}.p12", _pkcs12(spec.name, cert, key, demo_ca.cert), _KEY_MODE
+            )
 
     crl = _make_crl(demo_ca, revoked, now)
     _write_atomic(directory / _CRL, crl.public_bytes(serialization.Encoding.PEM), _PUBLIC_MODE)

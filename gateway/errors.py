@@ -17,11 +17,15 @@
     │   │       ├── VersionMismatchError   not a SOAP 1.1 envelope (faultcode VersionMismatch)
     │   │       └── MustUnderstandError    unknown mustUnderstand header (faultcode MustUnderstand)
     │   └── ServerFault               soap:Server, the gateway's own trouble (VP009 / internal)
-    └── ClientError                   a CLI client call failed (exit code 1)
+    ├── ClientError                   a CLI client call failed (exit code 1)
+    └── DeskError                     the case desk refused (gateway/desk/errors.py): Forbidden (exit 7),
+                                      CaseNotFound / NoSuchGrant (3), Conflict (8), Refused (1)
 
 Exit codes of the ``gateway`` command (docs/errors.md lists them for operators): 0 success, 1 the operation
 failed, 2 usage or configuration, 3 nothing matched, 4 database, 5 cannot listen, 6 TLS material,
-130 interrupted, 141 the reader of the output went away (a closed pipe).
+7 not permitted (the desk: the person has no role for that case or unit), 8 the case changed since the
+version given (the desk's optimistic lock: read it again), 130 interrupted, 141 the reader of the output
+went away (a closed pipe).
 
 Faults carry their platform code (the national platform's VP00x codes, which operators recognise), the
 log id they were reported with, and whether a retry can succeed. They never carry a stack trace or payload

@@ -25,6 +25,7 @@ from gateway.cli.calls import add_call_parsers
 from gateway.cli.certs import add_certs_parser
 from gateway.cli.common import DEFAULT_CONFIG, config_of, loaded_config, open_engine
 from gateway.cli.db import add_db_parser
+from gateway.cli.desk import add_desk_parser
 from gateway.cli.outbox import add_outbox_parser
 from gateway.cli.receive import add_receive_parser
 from gateway.cli.routes import add_routes_parser
@@ -43,7 +44,8 @@ refuses a schema that is not current ("run gateway db upgrade", exit 4) and chan
 
 Exit codes: 0 success, 1 the operation failed, 2 usage or configuration, 3 nothing matched,
 4 database unreachable or schema not current, 5 cannot listen on a port, 6 TLS material unusable,
-130 interrupted, 141 the reader of the output went away (a closed pipe)."""
+7 not permitted (desk), 8 changed since read (desk), 130 interrupted, 141 the reader of the output
+went away (a closed pipe)."""
 
 
 def _run_routes(args: argparse.Namespace, func: Callable[..., int]) -> int:
@@ -91,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_certs_parser(sub)
     add_routes_parser(sub, _run_routes)
     add_outbox_parser(sub, _run_outbox)
+    add_desk_parser(sub)
     add_call_parsers(sub)
     add_receive_parser(sub)
     # --config after the command too (gateway serve --config FILE); SUPPRESS keeps a value given before

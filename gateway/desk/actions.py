@@ -127,7 +127,7 @@ class Actions:
         audit.record(
             conn,
             now,
-            person,
+            self.queries.actor(person),
             action.kind,
             case_id=case_id,
             target=message_target(plan.message_id) if plan.message_id else None,

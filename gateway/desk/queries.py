@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, func, select
+from sqlalchemy import Connection, Engine, Row, Select, func, select
 
 from contracts import registercase, updatecase
 from contracts.codelists import CodeLists
@@ -31,7 +31,7 @@ from gateway.desk.times import local_day_start, utc
 from gateway.desk.tree import HsaTree
 from outbox.schema import outbox_message
 
-__all__ = ["CATEGORY_WORDS", "MAX_PER_PAGE", "Denied", "Queries"]
+__all__ = ["CATEGORY_WORDS", "MAX_PER_PAGE", "Denied", "Queries", "list_statements"]
 
 CATEGORY_WORDS = {"COMPLAINT": "Klagomål", "FEEDBACK": "Synpunkt"}
 MAX_PER_PAGE = 100
@@ -67,9 +67,16 @@ class Denied(Exception):
 
 class Queries:
     def __init__(
-        self, engine: Engine, access: Access, code_lists: CodeLists, clock: Callable[[], datetime]
+        self,
+        engine: Engine,
+        access: Access,
+        code_lists: CodeLists,
+        clock: Callable[[], datetime],
+        actor: Callable[[str], str] = str,
     ) -> None:
         self.engine = engine  # for the audit rows of refusals
+        #: how a person is named in the audit log (the CLI adds "cli:<login>:")
+        self.actor = actor
         self.reader = access.reader
         self.access = access
         self.code_lists = code_lists
@@ -92,7 +99,13 @@ class Queries:
     ) -> Forbidden:
         """Audit a refused access (in a transaction of its own) and return the error to raise."""
         audit.record_alone(
-            self.engine, self.clock(), person, "ACCESS_DENIED", case_id=case_id, target=unit, detail=what
+            self.engine,
+            self.clock(),
+            self.actor(person),
+            "ACCESS_DENIED",
+            case_id=case_id,
+            target=unit,
+            detail=what,
         )
         return Forbidden(FORBIDDEN)
 
@@ -150,41 +163,27 @@ class Queries:
             raise Refused("UNKNOWN_CATEGORY", "category must be COMPLAINT or FEEDBACK")
         if waiting_days is not None and waiting_days < 0:
             raise Refused("INVALID_WAITING_DAYS", "waiting_days must be 0 or more")
-        with self.reader.connect() as conn:
-            visible = self.access.visible_units(person, conn)
-        conditions: list[Any] = [case_record.c.receiving_system == DESK]
-        if unit is not None:
-            if visible is not None and unit not in visible:
-                raise self.refuse(person, "case list", unit=unit)
-            conditions.append(case_record.c.handling_unit == unit)
-        elif visible is not None:
-            if not visible:
-                return CasePage([], 0, page, per_page)
-            conditions.append(case_record.c.handling_unit.in_(sorted(visible)))
-        if status is not None:
-            conditions.append(case_record.c.status == status)
-        if category is not None:
-            conditions.append(case_record.c.category == category)
-        if received_from is not None:
-            conditions.append(case_record.c.received_at >= local_day_start(received_from))
-        if received_to is not None:
-            conditions.append(case_record.c.received_at < local_day_start(received_to, plus_days=1))
-        if waiting_days is not None:
-            conditions.append(case_record.c.handler_turn_since <= self.clock() - timedelta(days=waiting_days))
-        if case_id is not None:
-            conditions.append(case_record.c.case_id == case_id.strip())
+        waiting_before = None if waiting_days is None else self.clock() - timedelta(days=waiting_days)
         tree = self.access.tree
-        with self.reader.connect() as conn:
-            total = conn.execute(
-                select(func.count()).select_from(case_record).where(*conditions)
-            ).scalar_one()
-            rows = conn.execute(
-                select(*_LIST_COLUMNS)
-                .where(*conditions)
-                .order_by(case_record.c.received_at.desc(), case_record.c.case_id.desc())
-                .limit(per_page)
-                .offset((page - 1) * per_page)
-            ).all()
+        with self.reading(person) as conn:
+            visible = self.access.visible_units(person, conn)
+            if unit is not None and visible is not None and unit not in visible:
+                raise Denied("case list", None, unit)
+            if unit is None and visible is not None and not visible:
+                return CasePage([], 0, page, per_page)
+            count, listing = list_statements(
+                visible if unit is None else {unit},
+                status=status,
+                category=category,
+                received_from=received_from,
+                received_to=received_to,
+                waiting_before=waiting_before,
+                case_id=case_id,
+                page=page,
+                per_page=per_page,
+            )
+            total = conn.execute(count).scalar_one()
+            rows = conn.execute(listing).all()
         return CasePage([self._summary(row, tree) for row in rows], int(total), page, per_page)
 
     def _summary(self, row: Any, tree: HsaTree) -> CaseSummary:
@@ -297,3 +296,48 @@ class Queries:
         if content is None:
             raise CaseNotFound(f"Ingen bilaga {ref!r} i ärendet")
         return content
+
+
+def list_statements(
+    units: set[str] | None,
+    *,
+    status: str | None = None,
+    category: str | None = None,
+    received_from: date | None = None,
+    received_to: date | None = None,
+    waiting_before: datetime | None = None,
+    case_id: str | None = None,
+    page: int = 1,
+    per_page: int = 25,
+) -> tuple[Select[Any], Select[Any]]:
+    """(count, page) of the desk's case list: desk cases of ``units`` (None: every unit), newest first.
+
+    ``ix_case_record_desk`` (handling_unit, received_at, case_id; desk cases only) gives one unit's page
+    in order without a sort; tests/unit/test_desk_queries.py checks the plans on both databases."""
+    conditions: list[Any] = [case_record.c.receiving_system == DESK]
+    if units is not None:
+        if len(units) == 1:
+            conditions.append(case_record.c.handling_unit == next(iter(units)))
+        else:
+            conditions.append(case_record.c.handling_unit.in_(sorted(units)))
+    if status is not None:
+        conditions.append(case_record.c.status == status)
+    if category is not None:
+        conditions.append(case_record.c.category == category)
+    if received_from is not None:
+        conditions.append(case_record.c.received_at >= local_day_start(received_from))
+    if received_to is not None:
+        conditions.append(case_record.c.received_at < local_day_start(received_to, plus_days=1))
+    if waiting_before is not None:
+        conditions.append(case_record.c.handler_turn_since <= waiting_before)
+    if case_id is not None:
+        conditions.append(case_record.c.case_id == case_id.strip())
+    count = select(func.count()).select_from(case_record).where(*conditions)
+    listing = (
+        select(*_LIST_COLUMNS)
+        .where(*conditions)
+        .order_by(case_record.c.received_at.desc(), case_record.c.case_id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    )
+    return count, listing

@@ -41,7 +41,11 @@ class Desk:
         config: Config,
         code_lists: CodeLists,
         clock: Callable[[], datetime] = _utc_now,
+        *,
+        via: str | None = None,
     ) -> None:
+        """``via`` names the channel in the audit log: actions of a person are recorded as
+        ``<via>:<person>`` (the CLI passes ``cli:<login>``); the web app leaves it out (the person)."""
         self.engine = engine
         self.routing = routing
         self.config = config
@@ -56,7 +60,8 @@ class Desk:
             else engine
         )
         self.access = Access(engine, routing, clock, self.reader)
-        self.queries = Queries(engine, self.access, code_lists, clock)
+        self.via = via
+        self.queries = Queries(engine, self.access, code_lists, clock, self.actor)
         self.actions = Actions(
             engine,
             self.queries,
@@ -66,6 +71,10 @@ class Desk:
             clock,
             self._outbox_ms,
         )
+
+    def actor(self, person: str) -> str:
+        """How ``person`` is named in the audit log."""
+        return f"{self.via}:{person}" if self.via else person
 
     def close(self) -> None:
         """Give back the desk's own read engine (the engine it was given stays the caller's)."""
@@ -151,7 +160,12 @@ class Desk:
         files = {ref.ref: self.queries.attachment(person, case_id, ref.ref) for ref in view.attachments}
         archive = build_zip(view, xml, files)
         audit.record_alone(
-            self.engine, self.clock(), person, "EXPORT", case_id=case_id, detail=f"attachments={len(files)}"
+            self.engine,
+            self.clock(),
+            self.actor(person),
+            "EXPORT",
+            case_id=case_id,
+            detail=f"attachments={len(files)}",
         )
         return archive
 

@@ -77,10 +77,10 @@ def board_payload(case_id: str) -> etree._Element:
 
 def update_payload(case_id: str, update_type: str, sequence: int, **extra: Any) -> etree._Element:
     root = etree.parse(str(UPDATE)).getroot()
-    root.find("{*}caseId").text = case_id  # type: ignore[union-attr]
-    root.find("{*}messageId").text = str(uuid.uuid4())  # type: ignore[union-attr]
-    root.find("{*}sequenceNumber").text = str(sequence)  # type: ignore[union-attr]
-    root.find("{*}updateType").text = update_type  # type: ignore[union-attr]
+    root.find("{*}caseId").text = case_id
+    root.find("{*}messageId").text = str(uuid.uuid4())
+    root.find("{*}sequenceNumber").text = str(sequence)
+    root.find("{*}updateType").text = update_type
     if update_type not in ("ANSWER", "PARTIAL_ANSWER", "QUESTION"):
         message = root.find("{*}message")
         assert message is not None

@@ -27,6 +27,8 @@ EXPECTED_HSA_IDS: dict[str, str | None] = {
     "deviation-b": "SE2321000016-DEV2",
     "operator": "SE2321000016-OPS1",
     "handler": "SE2321000016-HND1",
+    "handler-2": "SE2321000016-HND2",
+    "reader": "SE2321000016-RDR1",
     "gateway": "SE2321000016-GW01",
     "revoked": "SE2321000016-RVK1",
     "expired": "SE2321000016-EXP1",
@@ -45,7 +47,12 @@ FIXED_FILES = [
     "server.key",
     "hsa-ids.json",
 ]
-ALL_FILES = FIXED_FILES + [f"{name}{ext}" for name in EXPECTED_HSA_IDS for ext in (".pem", ".key")]
+PERSONS = ["operator", "handler", "handler-2", "reader"]
+ALL_FILES = (
+    FIXED_FILES
+    + [f"{name}{ext}" for name in EXPECTED_HSA_IDS for ext in (".pem", ".key")]
+    + [f"{name}.p12" for name in PERSONS]
+)
 TIMEOUT = 10.0
 
 
@@ -136,6 +143,33 @@ def test_server_certificate_verifies_against_ca_for_both_names(pki: ExamplePki, 
     for name in (x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))):
         chain = PolicyBuilder().store(Store([ca])).build_server_verifier(name).verify(cert, [])
         assert chain[-1] == ca
+
+
+@pytest.mark.parametrize("name", PERSONS)
+def test_person_certificates_also_as_pkcs12_with_the_demo_password(pki: ExamplePki, name: str) -> None:
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    from gateway.certs import PKCS12_PASSWORD
+
+    ident = pki.clients[name]
+    assert ident.p12 == pki.directory / f"{name}.p12"
+    assert stat.S_IMODE(ident.p12.stat().st_mode) == 0o600  # it holds the private key
+    with pytest.raises(ValueError, match="password"):
+        pkcs12.load_pkcs12(ident.p12.read_bytes(), b"wrong")
+    bundle = pkcs12.load_pkcs12(ident.p12.read_bytes(), PKCS12_PASSWORD.encode())
+    assert bundle.cert is not None and bundle.key is not None  # noqa: PT018
+    assert bundle.cert.certificate == _cert(ident.cert)
+    assert (
+        hsa_id_from_certificate(bundle.cert.certificate.public_bytes(serialization.Encoding.DER))
+        == (EXPECTED_HSA_IDS[name])
+    )
+    key = serialization.load_pem_private_key(ident.key.read_bytes(), password=None)
+    assert bundle.key.public_key().public_numbers() == key.public_key().public_numbers()  # type: ignore[union-attr]
+    assert [c.certificate for c in bundle.additional_certs] == [_cert(pki.ca_cert)]
+
+
+def test_only_person_certificates_have_pkcs12(pki: ExamplePki) -> None:
+    assert {name for name, ident in pki.clients.items() if ident.p12 is not None} == set(PERSONS)
 
 
 @pytest.mark.parametrize("name", list(EXPECTED_HSA_IDS))
