@@ -65,7 +65,7 @@ def register_payload(case_id: str, unit: str = DESK_UNIT, **changes: str) -> etr
 
 def board_payload(case_id: str) -> etree._Element:
     root = register_payload(case_id, BOARD, recipientType="PATIENT_BOARD")
-    incident = root.find(f"{{*}}incident")
+    incident = root.find("{*}incident")
     assert incident is not None
     description = incident.find(f"{CORE}description")
     assert description is not None
