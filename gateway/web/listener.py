@@ -64,6 +64,7 @@ def web_listener_app(config: Config, *, start_routing: bool = True) -> Any:
 
     def close() -> None:
         routing.stop()
+        desk.close()
         engine.dispose()
 
     return _ClosingApp(app, close)

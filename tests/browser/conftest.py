@@ -43,6 +43,7 @@ HANDLER = "SE2321000016-HND1"  # the demo handler certificate of `gateway certs 
 HANDLER2 = "SE2321000016-HND2"
 READER = "SE2321000016-RDR1"
 OTHER = "SE2321000016-OTH1"
+NO_HSA_ID = "no-serial"  # a certificate of the demo CA without serialNumber
 PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -231,7 +232,10 @@ def desk(pki: ExamplePki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                         "web listener did not start:\n" + (workdir / "web.log").read_text()[-3000:]
                     )
                 time.sleep(0.1)
-        people = {HANDLER: (pki.clients["handler"].cert, pki.clients["handler"].key)}
+        people = {
+            HANDLER: (pki.clients["handler"].cert, pki.clients["handler"].key),
+            NO_HSA_ID: (pki.clients["no-serial"].cert, pki.clients["no-serial"].key),
+        }
         for hsa_id, name in ((HANDLER2, "Andra handläggaren"), (READER, "Läsaren"), (OTHER, "Annan enhet")):
             people[hsa_id] = person_certificate(pki, name, hsa_id, workdir / "people")
         _grant(

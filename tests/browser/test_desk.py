@@ -23,6 +23,7 @@ from gateway.certs import ExamplePki
 from tests.browser.conftest import (
     HANDLER,
     HANDLER2,
+    NO_HSA_ID,
     OTHER,
     PDF,
     PNG,
@@ -260,4 +261,20 @@ def test_the_accessibility_check_finds_what_it_should(cases: Desk, browser: Any,
     page.evaluate("() => document.querySelector('label[for=f-case_id]').remove()")
     with pytest.raises(AssertionError, match="label"):
         check_accessibility(page, axe_script, "case list without a label")
+    context.close()
+
+
+def test_a_certificate_without_hsa_id_gets_a_swedish_page(
+    cases: Desk, browser: Any, axe_script: Path
+) -> None:
+    context = cases.context(browser, NO_HSA_ID)
+    page = context.new_page()
+    response = page.goto(cases.web_url + "/cases")
+    assert response is not None
+    assert response.status == 403
+    assert page.get_by_role("heading", level=1).inner_text() == "Du är inte inloggad"
+    assert page.get_by_text("1177-DESK").count() == 0
+    check_accessibility(page, axe_script, "not signed in")
+    api = page.request.get(cases.web_url + "/api/v1/me")
+    assert api.status == 401
     context.close()
