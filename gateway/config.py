@@ -33,7 +33,7 @@ from sqlalchemy.exc import ArgumentError
 from gateway.errors import ConfigError
 from outbox.policy import QuarantinePolicy
 
-__all__ = ["Config", "load_config"]
+__all__ = ["Config", "WebConfig", "load_config", "web_secret_key_file", "web_tls"]
 
 ENV_PREFIX = "GATEWAY_"
 MiB = 1024 * 1024
@@ -90,6 +90,25 @@ class ProxyConfig:
     enabled: bool = False
     header: str = "X-SSL-Client-Cert"
     trusted_cidrs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The people's web app (case desk, JSON API) on its own mutual-TLS port, with personal certificates."""
+
+    bind: str = "0.0.0.0:8444"
+    #: the address people open in their browser (links in docs and the CLI; pages use relative links)
+    public_url: str = "https://localhost:8444"
+    #: CA bundle for personal certificates (default: tls.trust_store); they may come from another CA
+    trust_store: Path | None = None
+    #: CRL for personal certificates; default: tls.crl, but only while trust_store is not set (a CRL
+    #: belongs to its CA: OpenSSL refuses every leaf whose issuer has no CRL once a CRL check is on)
+    crl: Path | None = None
+    #: key of the forms' CSRF tokens; default: generated once into server.runtime_dir (mode 0600), shared
+    #: by every serving process of this machine
+    secret_key_file: Path | None = field(default=None, repr=False)
+    #: the largest request accepted: 10 attachments of 20 MB (base64 in the JSON API: +33 %), and the text
+    max_body_bytes: int = 300 * MiB
 
 
 @dataclass(frozen=True)
@@ -199,6 +218,7 @@ class Config:
     tls: TlsConfig = field(default_factory=TlsConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     soap: SoapConfig = field(default_factory=SoapConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
@@ -206,6 +226,19 @@ class Config:
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     log: LogConfig = field(default_factory=LogConfig)
     source: Path | None = None
+
+
+def web_tls(config: Config) -> TlsConfig:
+    """The web listener's TLS settings: the gateway's server certificate, the people's CA and CRL."""
+    web = config.web
+    trust_store = web.trust_store or config.tls.trust_store
+    crl = web.crl if web.crl is not None else (config.tls.crl if web.trust_store is None else None)
+    return dataclasses.replace(config.tls, trust_store=trust_store, crl=crl)
+
+
+def web_secret_key_file(config: Config) -> Path:
+    """Where the web app's CSRF key is: ``web.secret_key_file``, or generated into the runtime directory."""
+    return config.web.secret_key_file or config.server.runtime_dir / "web-secret.key"
 
 
 def _sections() -> dict[str, type[Any]]:
@@ -398,11 +431,16 @@ def validate(config: Config, *, check_files: bool = False) -> None:
     """Check values that types alone cannot; with ``check_files`` also that the TLS files exist."""
     _check_bind("server.bind", config.server.bind)
     _check_bind("ops.bind", config.ops.bind)
-    url = urlsplit(config.server.public_url)
-    if url.scheme not in ("http", "https") or not url.netloc:
-        raise ConfigError(
-            f"config: server.public_url: expected an http(s) URL, got {config.server.public_url!r}"
-        )
+    _check_bind("web.bind", config.web.bind)
+    for where, value in (
+        ("server.public_url", config.server.public_url),
+        ("web.public_url", config.web.public_url),
+    ):
+        url = urlsplit(value)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise ConfigError(f"config: {where}: expected an http(s) URL, got {value!r}")
+    if config.web.max_body_bytes < 1024:
+        raise ConfigError("config: web.max_body_bytes: must be at least 1024")
     for name in (
         "workers",
         "threads",
@@ -481,3 +519,6 @@ def validate(config: Config, *, check_files: bool = False) -> None:
         _check_file("outbox.client_key", config.outbox.client_key)
         _check_file("outbox.trust_store", config.outbox.trust_store)
         _check_file("log.hash_key_file", config.log.hash_key_file)
+        _check_file("web.trust_store", config.web.trust_store)
+        _check_file("web.crl", config.web.crl)
+        _check_file("web.secret_key_file", config.web.secret_key_file)
