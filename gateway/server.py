@@ -27,7 +27,7 @@ from gunicorn.app.base import BaseApplication
 from sqlalchemy.exc import OperationalError
 
 from contracts import load_registry
-from gateway.config import Config
+from gateway.config import Config, web_tls
 from gateway.errors import GatewayError, InvalidRequestError, ListenError
 from gateway.framing import Verdict
 from gateway.httpworker import ConnectionLimits, Listener, guarded_worker_class
@@ -37,7 +37,7 @@ from gateway.soap.limits import BodyLimits
 from gateway.soap.tls import ServerContextFactory
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor, state_path
 
-__all__ = ["GatewayServer", "check_listen", "main", "serve"]
+__all__ = ["ByPort", "GatewayServer", "check_listen", "main", "serve"]
 
 log = logging.getLogger("gateway.server")
 
@@ -72,14 +72,21 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
         soap = Listener(
             ServerContextFactory(cfg.tls), largest, functools.partial(soap_refusal, largest=largest)
         )
+        # the people's web app: its own port and TLS context (personal certificates may come from another CA)
+        # (not for an app_factory: benchmarks serve one app on the SOAP port alone)
+        listeners = {_address(server.bind)[1]: soap}
+        binds = [server.bind]
+        if self.app_factory is None:
+            listeners[_address(cfg.web.bind)[1]] = Listener(
+                ServerContextFactory(web_tls(cfg)), cfg.web.max_body_bytes
+            )
+            binds.append(cfg.web.bind)
         settings: dict[str, Any] = {
-            "bind": [server.bind],
+            "bind": binds,
             "workers": server.workers,
             # gthread's loop, threads and keep-alive, with TLS and request reading before a thread
             # (gateway.httpworker, docs/adr/0004); TLS is the worker's: gunicorn's ssl settings stay off
-            "worker_class": guarded_worker_class(
-                {_address(server.bind)[1]: soap}, limits, server.runtime_dir
-            ),
+            "worker_class": guarded_worker_class(listeners, limits, server.runtime_dir),
             "worker_connections": server.max_connections + server.threads,
             "threads": server.threads,
             "timeout": server.timeout,
@@ -112,7 +119,12 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
         configure_from(self.gateway_config.log)
         if self.app_factory is not None:
             return self.app_factory(self.gateway_config)
-        return create_app(self.gateway_config)
+        from gateway.web.listener import web_listener_app
+
+        cfg = self.gateway_config
+        return ByPort(
+            {_address(cfg.server.bind)[1]: create_app(cfg), _address(cfg.web.bind)[1]: web_listener_app(cfg)}
+        )
 
 
 def _close_app(_server: Any, worker: Any) -> None:
@@ -124,6 +136,31 @@ def _close_app(_server: Any, worker: Any) -> None:
     withdraw = getattr(worker, "withdraw_state", None)
     if callable(withdraw):
         withdraw()
+
+
+class ByPort:
+    """One WSGI app per listening port (SOAP on server.bind, the people's web app on web.bind): the local
+    port of the connection picks the app, so each port answers only with its own."""
+
+    def __init__(self, apps: dict[int, Any]) -> None:
+        self.apps = apps
+        self.first = next(iter(apps.values()))
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        sock = environ.get("gunicorn.socket")
+        app: Any = self.first
+        try:
+            if sock is not None:
+                app = self.apps.get(int(sock.getsockname()[1]), self.first)
+        except OSError:
+            pass
+        return app(environ, start_response)
+
+    def close(self) -> None:
+        for app in self.apps.values():
+            close = getattr(app, "close", None)
+            if callable(close):
+                close()
 
 
 _REFUSED = {
@@ -209,6 +246,7 @@ def serve(config: Config, *, with_ops: bool = True, with_worker: bool = True) ->
 
     # every port first: a second `make run` ends here in one line, before it migrates or starts anything
     check_listen("server.bind", config.server.bind)
+    check_listen("web.bind", config.web.bind)
     if with_ops:
         check_listen("ops.bind", config.ops.bind)
     engine = make_engine(config.database.url, pool_size=1)

@@ -66,6 +66,7 @@ class GatewayProcess:
     catalogue: Path | None = ROOT / "examples" / "routing.yaml"
     port: int = 0
     ops_port: int = 0
+    web_port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -96,6 +97,7 @@ class GatewayProcess:
                 "crl": self.pki.crl,
             },
             "ops": {"bind": f"127.0.0.1:{self.ops_port}"},
+            "web": {"bind": f"127.0.0.1:{self.web_port}", "public_url": f"https://localhost:{self.web_port}"},
             "routing": {"snapshot_file": self.workdir / "routing-snapshot.json", "poll_interval_ms": 200},
             "database": {"url": self.db_url},
             "log": {"level": "INFO", "format": "json"},
@@ -111,7 +113,7 @@ class GatewayProcess:
     def start(self, timeout: float = 40.0, *, wait_ready: bool = True) -> GatewayProcess:
         if self.catalogue is not None:
             publish_catalogue(self.db_url, self.catalogue)
-        self.port, self.ops_port = free_port(), free_port()
+        self.port, self.ops_port, self.web_port = free_port(), free_port(), free_port()
         config = self.workdir / "gateway.toml"
         config.write_text(self.config_text())
         env = {

@@ -105,6 +105,7 @@ def _serve_config(scene: Scene, pki: ExamplePki, db_url: str, busy: str) -> None
     port = _hold_port(scene)
     other = free_port()
     process.port, process.ops_port = (port, other) if busy == "server" else (other, port)
+    process.web_port = free_port()
     config = scene.workdir / "gateway.toml"
     config.write_text(process.config_text())
     scene.values.update(config=str(config), port=str(port))

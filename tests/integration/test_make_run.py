@@ -2,7 +2,7 @@
 `receive` command (terminal 2) and its `send` commands (terminal 3). The receiver must print the example
 case's arrival at deviation-a and the update's at 1177's case service, in the form the README shows.
 
-It uses the fixed ports of the example (8443, 8081, 9444-9446) and skips when any of them is in use."""
+It uses the fixed ports of the example (8443, 8444, 8081, 9444-9446) and skips when any of them is in use."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-PORTS = (8443, 8081, 9444, 9445, 9446)
+PORTS = (8443, 8444, 8081, 9444, 9445, 9446)
 COMMAND = r"\.venv/bin/gateway --config examples/gateway\.toml"
 
 
