@@ -19,6 +19,7 @@ def test_defaults_without_file() -> None:
     assert config.database.url.startswith("sqlite:///")
     # a held write lock is answered well before the national platform's 29 s
     assert config.database.lock_timeout_ms == 10_000
+    assert (config.tls.expiry_warning_days, config.tls.crl_warning_days) == (30, 1)
 
 
 def test_file_and_environment(tmp_path: Path) -> None:
@@ -68,6 +69,7 @@ def test_file_and_environment(tmp_path: Path) -> None:
         ),
         ("[log]\nformat = 'xml'\n", {}, "config: log.format: must be auto, json or text"),
         ("[log]\nrepeat_seconds = 0\n", {}, "config: log.repeat_seconds: must be at least 1"),
+        ("", {"GATEWAY_TLS_EXPIRY_WARNING_DAYS": "-1"}, "config: tls.expiry_warning_days: must be 0 or more"),
         ("[soap]\nmax_depth = 1000\n", {}, "config: soap.max_depth: must be between 8 and 256"),
         ("[server]\nrestart_delay_ms = 0\n", {}, "config: server.restart_delay_ms: must be at least 1"),
         (
