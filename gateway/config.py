@@ -79,8 +79,13 @@ class TlsConfig:
     certificate: Path = Path("server.pem")
     private_key: Path = field(default=Path("server.key"), repr=False)
     trust_store: Path = Path("ca.pem")
+    #: CRL (PEM, one or more) of the trust store's CAs; unset, revoked client certificates are accepted
     crl: Path | None = None
     minimum_version: str = "1.2"
+    #: warn (check-config, serve) when a certificate expires within this many days
+    expiry_warning_days: int = 30
+    #: warn when the CRL's nextUpdate is within this many days (the CRL must be renewed before it)
+    crl_warning_days: int = 1
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,10 @@ class OpsConfig:
 class DatabaseConfig:
     url: str = field(default="sqlite:///var/gateway.db", repr=False)
     echo: bool = False
+    #: the longest a request waits for a database write lock before it is answered VP009 (retryable);
+    #: well below the national platform's 29 s timeout (SQLite busy timeout and the writers' lock queue,
+    #: PostgreSQL lock_timeout)
+    lock_timeout_ms: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -481,6 +490,19 @@ def validate(config: Config, *, check_files: bool = False) -> None:
         # the national platform gives up after 29 s: a request that waited must still be answered before
         # that, its body read and dropped first (gateway.soap.reader)
         raise ConfigError("config: soap.large_request_wait_ms: must be between 0 and 15000")
+    if not 100 <= config.database.lock_timeout_ms <= 20_000:
+        raise ConfigError(
+            "config: database.lock_timeout_ms: must be between 100 and 20000 "
+            "(a caller must get its answer before the national platform's 29 s timeout)"
+        )
+    if config.database.lock_timeout_ms + soap.large_request_wait_ms > 25_000:
+        raise ConfigError(
+            "config: database.lock_timeout_ms + soap.large_request_wait_ms: must not exceed 25000 "
+            "(a large request may wait for both, and the national platform gives up after 29 s)"
+        )
+    for name in ("expiry_warning_days", "crl_warning_days"):
+        if getattr(config.tls, name) < 0:
+            raise ConfigError(f"config: tls.{name}: must be 0 or more")
     if not 8 <= config.soap.max_depth <= 256:
         raise ConfigError("config: soap.max_depth: must be between 8 and 256")
     if not 50 <= config.routing.poll_interval_ms <= 10_000:

@@ -3,6 +3,11 @@
 SQLite runs in WAL mode with ``synchronous=FULL`` so a commit survives power loss, and every transaction
 starts with ``BEGIN IMMEDIATE`` so read-then-write sequences cannot interleave between processes (pysqlite
 would otherwise defer the write lock). Engines are created from configuration, never at import time.
+
+Waits for a write lock are bounded (``database.lock_timeout_ms``): SQLite's busy timeout and PostgreSQL's
+``lock_timeout`` give up after it, and so does a request waiting for ``WriterLock`` (through the group
+commit), so a request held up by another process gets its answer (VP009, retryable) before the national
+platform's 29 s timeout. ``is_lock_timeout`` tells such a failure from others.
 """
 
 from __future__ import annotations
@@ -13,12 +18,26 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
-__all__ = ["WriterLock", "make_engine", "ping", "private_directory", "tighten"]
+__all__ = [
+    "DEFAULT_LOCK_TIMEOUT_MS",
+    "WriterLock",
+    "is_lock_timeout",
+    "make_engine",
+    "ping",
+    "private_directory",
+    "set_lock_wait",
+    "tighten",
+]
 
 log = logging.getLogger("gateway.db")
+
+#: the default bound of a wait for a write lock (database.lock_timeout_ms)
+DEFAULT_LOCK_TIMEOUT_MS = 10_000
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+_PG_LOCK_NOT_AVAILABLE = "55P03"
 
 
 def make_engine(
@@ -28,8 +47,12 @@ def make_engine(
     pool_size: int = 10,
     wait_for_flush: bool = True,
     read_only: bool = False,
+    lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
 ) -> Engine:
     """An engine for ``url``; every commit waits for its flush to disk unless ``wait_for_flush`` is False.
+
+    A statement waits at most ``lock_timeout_ms`` for a lock another connection holds (SQLite's busy
+    timeout, PostgreSQL's ``lock_timeout``), then fails with an error that ``is_lock_timeout`` recognises.
 
     ``read_only`` is for probes and reports that must answer while a writer holds the database (health,
     status, metrics): on SQLite its transactions never ask for the write lock (no ``BEGIN IMMEDIATE``;
@@ -52,12 +75,12 @@ def make_engine(
             echo=echo,
             pool_size=pool_size,
             max_overflow=pool_size,
-            connect_args={"timeout": 30, "check_same_thread": False},
+            connect_args={"timeout": lock_timeout_ms / 1000, "check_same_thread": False},
         )
-        _sqlite_durability(engine, read_only=read_only)
+        _sqlite_durability(engine, lock_timeout_ms, read_only=read_only)
         return engine
     # A transaction left open (a crashed handler) must not hold locks or bloat the queue tables.
-    options = "-c idle_in_transaction_session_timeout=60000 -c lock_timeout=10000"
+    options = f"-c idle_in_transaction_session_timeout=60000 -c lock_timeout={int(lock_timeout_ms)}"
     if not wait_for_flush:
         options += " -c synchronous_commit=off"
     if read_only:
@@ -132,7 +155,7 @@ def tighten(path: Path) -> None:
         )
 
 
-def _sqlite_durability(engine: Engine, *, read_only: bool = False) -> None:
+def _sqlite_durability(engine: Engine, lock_timeout_ms: int, *, read_only: bool = False) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Hand transaction control to SQLAlchemy's begin event below (the documented pysqlite recipe).
@@ -141,7 +164,7 @@ def _sqlite_durability(engine: Engine, *, read_only: bool = False) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(lock_timeout_ms)}")
         if read_only:
             cursor.execute("PRAGMA query_only=ON")
         cursor.close()
@@ -164,6 +187,12 @@ class WriterLock:
     under load that sleep, not the work, is the tail latency. Writers that take this ``flock`` first wait
     in the kernel instead, and are woken the moment the holder is done. On PostgreSQL (row locks, no
     database-wide write lock) and for in-memory databases it is a no-op.
+
+    ``flock`` cannot time out, and a request must not wait longer than ``database.lock_timeout_ms``:
+    ``try_acquire`` takes the lock only if it is free (one system call, as a plain ``flock``), and the
+    group commit lets a thread of its own wait in ``acquire`` while the requests wait with deadlines
+    (``gateway.cases.groupcommit``). The context manager form waits without a bound (the delivery worker,
+    which answers nobody in time).
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -181,13 +210,56 @@ class WriterLock:
             self._pid = os.getpid()
         return self._fd
 
-    def __enter__(self) -> None:
+    def try_acquire(self) -> bool:
+        """Take the lock if no other process holds it; False (at once) if one does."""
+        if self.path is None:
+            return True
+        try:
+            fcntl.flock(self._descriptor(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def acquire(self) -> None:
+        """Take the lock, waiting in the kernel for as long as another process holds it."""
         if self.path is not None:
             fcntl.flock(self._descriptor(), fcntl.LOCK_EX)
 
-    def __exit__(self, *exc: object) -> None:
+    def release(self) -> None:
         if self.path is not None:
             fcntl.flock(self._descriptor(), fcntl.LOCK_UN)
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    """True for a driver error that says a lock was not granted in time (SQLite busy or locked, PostgreSQL
+    lock_timeout), also when SQLAlchemy wraps it."""
+    orig = getattr(exc, "orig", None) or exc
+    code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    return getattr(orig, "sqlstate", None) == _PG_LOCK_NOT_AVAILABLE
+
+
+def set_lock_wait(conn: Connection, ms: int) -> None:
+    """Set how long the statements of ``conn`` wait for a lock; call it outside a transaction.
+
+    On SQLite straight on the driver connection: through SQLAlchemy it would begin the transaction, and
+    with it ``BEGIN IMMEDIATE``, the very wait this bounds. On PostgreSQL the session's ``lock_timeout``.
+    The setting stays with the connection: set it back before the connection goes back to its pool.
+    """
+    ms = max(1, int(ms))
+    if conn.dialect.name == "sqlite":
+        driver: Any = conn.connection.driver_connection
+        driver.execute(f"PRAGMA busy_timeout={ms}")
+    else:
+        conn.exec_driver_sql(f"SET lock_timeout = {ms}")
+        conn.commit()
 
 
 def ping(engine: Engine) -> bool:

@@ -17,6 +17,7 @@
     │   │       ├── VersionMismatchError   not a SOAP 1.1 envelope (faultcode VersionMismatch)
     │   │       └── MustUnderstandError    unknown mustUnderstand header (faultcode MustUnderstand)
     │   └── ServerFault               soap:Server, the gateway's own trouble (VP009 / internal)
+    │       └── DatabaseBusyError     VP009 no database write lock within database.lock_timeout_ms
     ├── ClientError                   a CLI client call failed (exit code 1)
     └── DeskError                     the case desk refused (gateway/desk/errors.py): Forbidden (exit 7),
                                       CaseNotFound / NoSuchGrant (3), Conflict (8), Refused (1)
@@ -39,6 +40,7 @@ __all__ = [
     "ClientError",
     "ClientFault",
     "ConfigError",
+    "DatabaseBusyError",
     "DatabaseError",
     "GatewayError",
     "IdentityError",
@@ -144,6 +146,10 @@ class ServerFault(SoapFault):
     faultcode = "Server"
     platform_code = "VP009"
     retryable = True
+
+
+class DatabaseBusyError(ServerFault):
+    """A write lock of the database was not free within the configured bound; nothing was stored."""
 
 
 class VersionMismatchError(InvalidRequestError):

@@ -10,7 +10,8 @@ before the application into the event loop, non-blocking and with deadlines:
 
 * accept: a connection over the per-process or per-peer limit is closed at once (``refused``);
 * TLS handshake (mutual TLS, with the listener's context, rebuilt when its files change) within
-  ``handshake_timeout``;
+  ``handshake_timeout``; after a failed one the connection stays half-closed for ``ALERT_LINGER`` so the
+  client can read the alert that says why;
 * the request head within ``head_timeout`` of the connection's start (or, on a kept-alive connection, of its
   first byte), framed by ``gateway.framing`` (refusals answered with their HTTP status);
 * the body at no less than ``min_body_rate`` bytes per second on average after ``body_grace``; bodies over
@@ -58,6 +59,8 @@ __all__ = [
 
 #: body bytes kept in memory per request; beyond, the request is spooled to a temporary file
 SPOOL_IN_MEMORY = 1024 * 1024
+#: how long a connection whose handshake failed stays half-closed, so that the client can read the alert
+ALERT_LINGER = 0.5
 _READ_SIZE = 256 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _STATUS_TEXT = {
@@ -109,6 +112,7 @@ class Listener:
 
 class _Phase:
     HANDSHAKE = "handshake"
+    LINGER = "linger"  # the handshake failed: the client reads the alert, we discard what it still sends
     HEAD = "head"
     BODY = "body"
     SERVING = "serving"
@@ -265,6 +269,30 @@ class GuardedWorker(ThreadWorker):  # type: ignore[misc]
     def _handshake_failed(self, conn: GuardedConn, exc: BaseException) -> None:
         reason = getattr(exc, "reason", None) or type(exc).__name__
         self.log.debug("TLS handshake failed from %s: %s", conn.peer, reason)
+        # The alert that tells the client why is written (the cause is logged by gateway.soap.tls). Closing
+        # with bytes of the client unread would reset the connection, and the reset destroys the alert
+        # before the client reads it (under TLS 1.3 it sends its request before it learns it was refused):
+        # close our side, and discard what still comes until the client closes or ALERT_LINGER passes.
+        try:
+            socket.socket.shutdown(conn.sock, socket.SHUT_WR)
+        except OSError:
+            self._close(conn, "handshake-failed")
+            return
+        conn.phase = _Phase.LINGER
+        conn.deadline = time.monotonic() + ALERT_LINGER
+        self._watch(conn, selectors.EVENT_READ, self._discard)
+        self._discard(conn)
+
+    def _discard(self, conn: GuardedConn) -> None:
+        while True:
+            try:
+                data = socket.socket.recv(conn.sock, _READ_SIZE)  # below TLS: the session failed
+            except BlockingIOError:
+                return
+            except OSError:
+                break
+            if not data:
+                break
         self._close(conn, "handshake-failed")
 
     def _start_request(self, conn: GuardedConn, since: float) -> None:
@@ -358,6 +386,8 @@ class GuardedWorker(ThreadWorker):  # type: ignore[misc]
                 self._close(conn, "shutdown")
             elif conn.phase == _Phase.HANDSHAKE and now > conn.deadline:
                 self._close(conn, "handshake-timeout")
+            elif conn.phase == _Phase.LINGER and now > conn.deadline:
+                self._close(conn, "handshake-failed")
             elif conn.phase == _Phase.HEAD and now > conn.deadline:
                 self._close(conn, "head-timeout")
             elif conn.phase == _Phase.BODY and self._too_slow(conn, now):

@@ -33,6 +33,7 @@ from gateway.db import make_engine, ping
 from gateway.delivery import build_store
 from gateway.httpworker import WorkerStates, read_worker_states
 from gateway.supervisor import CHECK_NAMES, describe_child, read_state, state_path
+from gateway.tlscheck import TlsMonitor
 from outbox import OutboxStore
 from routing import CatalogueStore
 
@@ -58,6 +59,7 @@ class OpsApp:
         self.store = build_store(config, engine)
         self.reports = build_store(config, self.engine)
         self.started = time.time()
+        self.tls = TlsMonitor(config)
 
     def children(self) -> dict[str, dict[str, Any]] | None:
         """The children of ``serve`` as it last published them; None when standalone or unpublished."""
@@ -101,17 +103,20 @@ class OpsApp:
         soap = self._soap_port_open()
         children = self._child_checks()
         serving = self._serving_check()
+        tls, tls_state = self.tls()
         return {
             "ready": database
             and revision == head
             and soap
             and serving == "ok"
+            and tls
             and all(v == "ok" for v in children.values()),
             "checks": {
                 "database": "ok" if database else "unreachable",
                 "schema": "ok" if revision == head else f"at {revision}, expected {head}",
                 "soapListener": "ok" if soap else "not accepting connections",
                 "servingCapacity": serving,
+                "tls": tls_state,
                 **children,
             },
         }

@@ -243,12 +243,15 @@ def check_listen(where: str, bind: str) -> None:
 def serve(config: Config, *, with_ops: bool = True, with_worker: bool = True) -> int:
     from gateway import migrate
     from gateway.db import make_engine
+    from gateway.tlscheck import check_before_start
 
     # every port first: a second `make run` ends here in one line, before it migrates or starts anything
     check_listen("server.bind", config.server.bind)
     check_listen("web.bind", config.web.bind)
     if with_ops:
         check_listen("ops.bind", config.ops.bind)
+    # TLS material that cannot work would fail every handshake while the gateway looked healthy
+    check_before_start(config, log)
     engine = make_engine(config.database.url, pool_size=1)
     try:
         migrate.upgrade(engine)

@@ -21,6 +21,7 @@ import requests
 from lxml import etree
 from requests.adapters import HTTPAdapter
 
+from outbox.causes import call_failure
 from outbox.policy import Delivery, Kind
 from outbox.store import Claimed
 
@@ -117,6 +118,15 @@ def classify(status: int, body: bytes, retry_after: str | None = None) -> Delive
     return Delivery(Kind.PERMANENT, f"HTTP {status}", status)
 
 
+def _os_error(exc: OSError) -> str:
+    name = f": {exc.filename}" if exc.filename else ""
+    return f"{(exc.strerror or type(exc).__name__).lower()}{name}"
+
+
+def _tls_reason(exc: ssl.SSLError) -> str:
+    return (exc.reason or type(exc).__name__).replace("_", " ").lower()
+
+
 def envelope(logical_address: str, payload: bytes) -> bytes:
     return (
         b'<?xml version="1.0" encoding="UTF-8"?>'
@@ -173,6 +183,10 @@ class SoapTransport:
             headers["x-rivta-original-serviceconsumer-hsaid"] = message.original_consumer
         try:
             session = self._session(endpoint)
+        except (ssl.SSLError, OSError) as exc:  # our own certificate, key or trust store
+            cause = _tls_reason(exc) if isinstance(exc, ssl.SSLError) else _os_error(exc)
+            return Delivery(Kind.TRANSIENT, f"our TLS files cannot be loaded: {cause}")
+        try:
             response = session.post(
                 endpoint.url,
                 data=envelope(message.logical_address, message.payload),
@@ -184,10 +198,9 @@ class SoapTransport:
             return Delivery(Kind.TRANSIENT, "connect timeout")
         except requests.exceptions.ReadTimeout:
             return Delivery(Kind.TRANSIENT, "read timeout after sending (may have arrived)")
-        except requests.exceptions.SSLError:
-            return Delivery(Kind.TRANSIENT, "TLS handshake failed")
-        except requests.exceptions.ConnectionError as exc:
-            return Delivery(Kind.TRANSIENT, f"connection failed: {type(exc).__name__}")
+        except requests.exceptions.ConnectionError as exc:  # SSLError included
+            cause = call_failure(exc) or f"connection failed: {type(exc).__name__}"
+            return Delivery(Kind.TRANSIENT, cause)
         except (requests.exceptions.RequestException, OSError, ValueError) as exc:
             return Delivery(Kind.TRANSIENT, f"call failed: {type(exc).__name__}")
         return classify(response.status_code, response.content, response.headers.get("Retry-After"))

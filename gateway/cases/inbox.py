@@ -39,6 +39,7 @@ from contracts.db import metadata
 from contracts.statements import Prepared, PreparedRows
 from gateway.cases.groupcommit import GroupCommit
 from gateway.cases.records import case_record
+from gateway.db import DEFAULT_LOCK_TIMEOUT_MS
 from outbox.store import FIRST_MESSAGES, NewMessage, first_message
 
 __all__ = ["Inbox", "InboxMessage", "Outcome", "content_hash", "inbox_message"]
@@ -198,9 +199,10 @@ def content_hash(payload: etree._Element, logical_address: str) -> str:
 
 
 class Inbox:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS) -> None:
+        """``lock_timeout_ms``: the engine's (``make_engine``): the longest a request waits for a lock."""
         self.engine = engine
-        self.commits = GroupCommit(engine)
+        self.commits = GroupCommit(engine, lock_timeout_ms=lock_timeout_ms)
 
     def close(self) -> None:
         self.commits.close()

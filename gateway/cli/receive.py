@@ -47,11 +47,13 @@ def _tls(args: argparse.Namespace, config: Config) -> TlsConfig:
 
 
 def _context_factory(tls: TlsConfig) -> Any:
-    from gateway.soap.tls import ServerContextFactory
+    from gateway.soap.tls import ServerContextFactory, server_context
 
-    factory = ServerContextFactory(tls)
+    factory = ServerContextFactory(tls, report=False)  # the receiver notes refused handshakes itself
     try:
-        factory()  # load everything once now, so a bad file is one line here instead of failed handshakes
+        # load everything once now, so a bad file is one line here instead of failed handshakes (the
+        # factory itself refuses callers by handshake when its files go bad later, and logs that)
+        server_context(tls)
     except FileNotFoundError as exc:
         raise TlsMaterialError(f"TLS file not found: {exc.filename}") from None
     except (ssl.SSLError, OSError, ValueError) as exc:

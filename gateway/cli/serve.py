@@ -9,6 +9,7 @@ reads only.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from gateway.cli.common import config_of, emit
@@ -54,17 +55,24 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = config_of(args)
     validate(config, check_files=True)
     from contracts import load_code_lists, load_registry
+    from gateway.tlscheck import check_tls_material
 
     registry = load_registry()
     load_code_lists(config.gateway.code_lists)
+    tls = check_tls_material(config)
+    for finding in tls.warnings:
+        print(f"warning: {finding.line}", file=sys.stderr)
     data = {
         "source": str(config.source) if config.source else None,
         "bind": config.server.bind,
         "publicUrl": config.server.public_url,
         "ops": config.ops.bind,
         "contracts": sorted(c.operation for c in registry.contracts()),
+        "tls": [finding.as_dict() for finding in tls.findings],
     }
-    emit(args, data, f"configuration OK ({data['source'] or 'defaults and environment'})")
+    if getattr(args, "json", False) or not tls.errors:
+        emit(args, data, f"configuration OK ({data['source'] or 'defaults and environment'})")
+    tls.raise_for_errors()
     return 0
 
 

@@ -286,13 +286,20 @@ def create_app(config: Config, *, start_routing: bool = True) -> SoapApp:
     from routing import RoutingHolder
 
     registry = load_registry()
-    engine = make_engine(config.database.url, echo=config.database.echo, pool_size=config.server.threads)
+    lock_timeout_ms = config.database.lock_timeout_ms
+    engine = make_engine(
+        config.database.url,
+        echo=config.database.echo,
+        pool_size=config.server.threads,
+        lock_timeout_ms=lock_timeout_ms,
+    )
     routing = RoutingHolder(engine, config.routing.snapshot_file, config.routing.poll_interval_ms / 1000)
     if start_routing:
         routing.start()
     else:
         routing.load()
     code_lists = load_code_lists(config.gateway.code_lists)
-    handlers = Handlers(config, registry, Inbox(engine), code_lists, __version__, routing)
+    inbox = Inbox(engine, lock_timeout_ms=lock_timeout_ms)
+    handlers = Handlers(config, registry, inbox, code_lists, __version__, routing)
     identity = CallerIdentity(config.tls, config.proxy)
     return SoapApp(config, registry, handlers, identity)

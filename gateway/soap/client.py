@@ -7,9 +7,11 @@ trusts environment CA bundles (``trust_env = False``), and always has an operati
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from lxml import etree
@@ -21,6 +23,7 @@ from zeep.transports import Transport
 
 from contracts.registry import Contract, load_registry
 from gateway.errors import ClientError
+from outbox.causes import call_failure
 
 __all__ = ["ClientTls", "SoapClient", "SoapFaultInfo"]
 
@@ -57,6 +60,7 @@ class SoapClient:
         if tls.certificate is not None:
             session.cert = (str(tls.certificate), str(tls.private_key or tls.certificate))
         self.session = session
+        self.timeout = timeout
         self.transport = _LocalOnlyTransport(session=session, timeout=timeout, operation_timeout=timeout)
         self.base_url = base_url.rstrip("/")
         self.registry = load_registry()
@@ -98,14 +102,21 @@ class SoapClient:
         self, operation: str, logical_address: str, kwargs: dict[str, Any], url: str | None = None
     ) -> Any:
         service = self.service(operation, url)
+        target = url or (self.base_url + self.registry.by_operation(operation).url_path)
+        where = urlsplit(target).netloc or target
         try:
             return getattr(service, operation)(_soapheaders={"LogicalAddress": logical_address}, **kwargs)
         except Fault as fault:
             raise ClientError(f"SOAP fault {fault.code}: {fault.message}") from None
-        except requests.exceptions.SSLError as exc:
-            raise ClientError(f"TLS handshake failed: {exc.__class__.__name__}") from exc
+        except requests.exceptions.Timeout as exc:
+            what = "connect" if isinstance(exc, requests.exceptions.ConnectTimeout) else "read"
+            raise ClientError(f"calling {where}: {what} timeout after {self.timeout:g} s") from None
         except requests.exceptions.RequestException as exc:
-            raise ClientError(f"transport error: {exc.__class__.__name__}: {exc}") from exc
+            cause = call_failure(exc) or f"transport error: {exc.__class__.__name__}"
+            raise ClientError(f"calling {where}: {cause}") from None
+        except (ssl.SSLError, OSError) as exc:  # our own certificate or key, loaded for the first call
+            cause = (call_failure(exc) if isinstance(exc, ssl.SSLError) else None) or exc.strerror or str(exc)
+            raise ClientError(f"our client certificate or key cannot be used: {cause}") from None
         except ZeepError as exc:
             raise ClientError(f"SOAP client error: {exc}") from exc
 

@@ -147,6 +147,7 @@ def test_ping_writes_nothing_and_health_endpoints(
         "schema": "ok",
         "soapListener": "ok",
         "servingCapacity": "ok",  # a serving thread was free within server.saturation_ms
+        "tls": "ok",  # the server's certificate, key, trust store and CRL are usable
         "soapServer": "ok",  # serve's children
         "deliveryWorker": "ok",
     }

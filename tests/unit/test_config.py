@@ -17,6 +17,9 @@ def test_defaults_without_file() -> None:
     assert config.ops.bind == "127.0.0.1:8081"
     assert config.tls.minimum_version == "1.2"
     assert config.database.url.startswith("sqlite:///")
+    # a held write lock is answered well before the national platform's 29 s
+    assert config.database.lock_timeout_ms == 10_000
+    assert (config.tls.expiry_warning_days, config.tls.crl_warning_days) == (30, 1)
 
 
 def test_file_and_environment(tmp_path: Path) -> None:
@@ -54,8 +57,19 @@ def test_file_and_environment(tmp_path: Path) -> None:
         ("[proxy]\nenabled = true\n", {}, "config: proxy.enabled needs proxy.trusted_cidrs"),
         ("[proxy]\ntrusted_cidrs = ['10.0.0.300/8']\n", {}, "config: proxy.trusted_cidrs: not a network"),
         ("[database]\nurl = 'mysql://x'\n", {}, "config: database.url: expected a sqlite://"),
+        (
+            "[database]\nlock_timeout_ms = 30000\n",
+            {},
+            "config: database.lock_timeout_ms: must be between 100 and 20000 (a caller must get its answer",
+        ),
+        (
+            "[database]\nlock_timeout_ms = 15000\n[soap]\nlarge_request_wait_ms = 12000\n",
+            {},
+            "config: database.lock_timeout_ms + soap.large_request_wait_ms: must not exceed 25000",
+        ),
         ("[log]\nformat = 'xml'\n", {}, "config: log.format: must be auto, json or text"),
         ("[log]\nrepeat_seconds = 0\n", {}, "config: log.repeat_seconds: must be at least 1"),
+        ("", {"GATEWAY_TLS_EXPIRY_WARNING_DAYS": "-1"}, "config: tls.expiry_warning_days: must be 0 or more"),
         ("[soap]\nmax_depth = 1000\n", {}, "config: soap.max_depth: must be between 8 and 256"),
         ("[server]\nrestart_delay_ms = 0\n", {}, "config: server.restart_delay_ms: must be at least 1"),
         (

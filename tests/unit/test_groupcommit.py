@@ -287,12 +287,13 @@ def test_a_writers_lock_that_cannot_be_taken_fails_the_batch_and_blocks_nobody(
     commits = GroupCommit(engine)
     failures = iter([OSError("no lock file")])
 
-    def enter() -> None:
+    def try_acquire() -> bool:
         failure = next(failures, None)
         if failure is not None:
             raise failure
+        return True
 
-    monkeypatch.setattr(commits.writer_lock, "__enter__", enter)
+    monkeypatch.setattr(commits.writer_lock, "try_acquire", try_acquire)
     with pytest.raises(OSError, match="no lock file"):
         commits.run(lambda conn: _INSERT.scalar(conn, {"key": "refused", "at": None}))
     # the failed leader left nothing behind: the next request leads and lands
