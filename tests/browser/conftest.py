@@ -64,6 +64,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     reason = _missing()
     if reason is None:
         return
+    if os.environ.get("GATEWAY_TEST_REQUIRE_BROWSER"):  # CI (.ci/run) installs them: fail, never skip
+        raise pytest.UsageError(reason)
     for item in items:
         if BROWSER_DIR in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.skip(reason=reason))
