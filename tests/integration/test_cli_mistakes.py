@@ -224,18 +224,37 @@ class Outcome:
     seconds: float
 
 
+# Linux carries a process's peak RSS across exec (``signal->maxrss``), so a command forked straight from
+# this test process would report the pytest process's size as its own. A small launcher forks the command
+# instead, waits for it and writes the command's own peak (KiB) to a file.
+_LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, "-m", "gateway.cli", *sys.argv[2:]])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as report:
+    report.write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
 def run_cli(argv: list[str], scene: Scene, pipe: str | None, timeout: float = 90.0) -> Outcome:
-    """``python -m gateway.cli ARGV`` with its resource usage (wait4), stdout to a file or a pipe."""
+    """``python -m gateway.cli ARGV`` with its own peak memory, stdout to a file or a pipe."""
     err_path, out_path = scene.workdir.parent / "stderr.txt", scene.workdir.parent / "stdout.txt"
+    rss_path = scene.workdir.parent / "maxrss.txt"
+    rss_path.unlink(missing_ok=True)
     started = time.monotonic()
     with err_path.open("wb") as err, out_path.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", *argv],
+            [sys.executable, "-c", _LAUNCHER, str(rss_path), *argv],
             cwd=scene.workdir,
             env=scene.env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if pipe else out,
             stderr=err,
+            start_new_session=True,
         )
     head = b""
     if pipe == "closed":
@@ -251,7 +270,7 @@ def run_cli(argv: list[str], scene: Scene, pipe: str | None, timeout: float = 90
         if pid:
             break
         if time.monotonic() > deadline:
-            proc.kill()
+            os.killpg(proc.pid, 9)
             os.wait4(proc.pid, 0)
             proc.returncode = -9
             raise AssertionError(f"{argv} did not end within {timeout} s")
@@ -262,7 +281,7 @@ def run_cli(argv: list[str], scene: Scene, pipe: str | None, timeout: float = 90
         proc.returncode,
         text,
         err_path.read_text(errors="replace"),
-        usage.ru_maxrss / 1024,
+        int(rss_path.read_text() or 0) / 1024 if rss_path.exists() else usage.ru_maxrss / 1024,
         time.monotonic() - started,
     )
 

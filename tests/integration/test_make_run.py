@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
+PKI = ROOT / "certs-example" / "out"
 PORTS = (8443, 8444, 8081, 9444, 9445, 9446)
 COMMAND = r"\.venv/bin/gateway --config examples/gateway\.toml"
 
@@ -135,6 +137,27 @@ def test_readme_quick_start_delivers_the_example_case(tmp_path: Path) -> None:
         assert update.stdout.startswith("OK (logId "), update.stdout
         _wait_line(out, seen, _readme_arrival(" 1177-case-service UpdateCase case 1177-CASE-0001 "), 60)
 
+        # the case desk section: a case to the desk unit gets RECEIVED at once, and the demo handler sees it
+        desk = re.search(
+            r"^\s*(\S*gateway .*send register-case examples/register-case-desk\.xml.*)$", _readme(), re.M
+        )
+        assert desk, "README shows no command that sends the desk example"
+        sent = subprocess.run(
+            shlex.split(desk.group(1)), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert sent.returncode == 0, sent.stderr
+        _wait_line(
+            out, seen, re.compile(r".* 1177-case-service UpdateCase case 1177-CASE-0002 .* RECEIVED .*"), 60
+        )
+        page = requests.get(
+            "https://localhost:8444/cases",
+            cert=(str(PKI / "handler.pem"), str(PKI / "handler.key")),
+            verify=str(PKI / "ca.pem"),
+            timeout=30,
+        )
+        assert page.status_code == 200, page.text[:500]
+        assert "1177-CASE-0002" in page.text
+
         receive.send_signal(signal.SIGINT)  # Ctrl-C in terminal 2
         assert receive.wait(timeout=20) == 130
         for pump in pumps:
@@ -142,7 +165,7 @@ def test_readme_quick_start_delivers_the_example_case(tmp_path: Path) -> None:
         rest = list(noted)
         while not notes.empty():
             rest.append(notes.get())
-        assert rest[-1] == "gateway receive: stopped after 2 arrival(s)"
+        assert rest[-1] == "gateway receive: stopped after 3 arrival(s)"
         assert not any("Traceback" in n for n in rest)
     finally:
         if receive is not None:
