@@ -5,7 +5,10 @@ each, 50 of them open; every case has its RegisterCase in the inbox (the example
 messages in the outbox (RECEIVED; a closed case also ANSWER and CLOSED). Measured in-process through
 ``Desk`` (no HTTP), p50 and p95 over many calls, on SQLite and PostgreSQL: a handler's case list of one
 unit (page 1, and only the open cases), a care provider's list (20 units, 2 000 cases: page 1 and 10),
-and the view of one case (parsed RegisterCase and timeline). No timed asserts: figures only.
+and the view of one case (parsed RegisterCase and timeline). Then the same reads as pages: the web app's
+WSGI answer to GET /cases and /cases/<id> (and the JSON API's list), rendered in full, without TLS or
+network (the person is given to the app as the listener's certificate check would). No timed asserts:
+figures only.
 """
 
 from __future__ import annotations
@@ -223,13 +226,44 @@ def _measure(
         "care provider list page 10": lambda: desk.cases(provider_reader, page=10),
         "case view": lambda: desk.case(handler, rng.choice(ids)),
     }
-    for label, call in measured.items():
+    client = _web_client(desk, handler)
+    pages: dict[str, Callable[[], object]] = {
+        "page /cases": lambda: _get(client, "/cases"),
+        "page /cases/<id>": lambda: _get(client, f"/cases/{rng.choice(ids)}"),
+        "api /api/v1/cases": lambda: _get(client, "/api/v1/cases"),
+    }
+    for label, call in {**measured, **pages}.items():
         samples = _timed(call)
         p50, p95 = _pct(samples, 50), _pct(samples, 95)
         log(f"desk {db_name} {label}: p50 {p50:.2f} ms, p95 {p95:.2f} ms")
         figures.append(
             figure(f"desk {label} p95 {db_name}", p95, None, "ms", p50_ms=round(p50, 2), calls=CALLS)
         )
+
+
+class _Person:
+    """The listener's certificate check, already done: every request comes from ``hsa_id``."""
+
+    def __init__(self, hsa_id: str) -> None:
+        self.hsa_id = hsa_id
+
+    def caller(self, environ: Any) -> str:
+        return self.hsa_id
+
+
+def _web_client(desk: Desk, person: str) -> Any:
+    from gateway.web.app import create_web_app
+
+    app = create_web_app(
+        desk.config, desk, _Person(person), secret_key=b"bench" * 8, code_lists=load_code_lists()
+    )
+    return app.test_client()
+
+
+def _get(client: Any, path: str) -> None:
+    response = client.get(path, headers={"Sec-Fetch-Site": "same-origin"})
+    assert response.status_code == 200, (path, response.status_code)
+    response.close()
 
 
 def bench_desk(
