@@ -1,5 +1,6 @@
-"""Every SQL statement of the outbox: enqueue, claim (SQLite and PostgreSQL), heartbeat, fenced completion,
-the lease reaper, circuit breakers, and the operator's actions.
+"""The outbox's SQL: enqueue, claim (SQLite and PostgreSQL), heartbeat, fenced completion and circuit
+breakers; ``OutboxStore`` also takes the lease reaper (``outbox.reaper``) and the operator's actions
+(``outbox.operators``).
 
 State machine of a message::
 
@@ -33,18 +34,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     BindParameter,
-    Column,
     Connection,
     Engine,
-    Integer,
-    String,
-    Table,
     and_,
     bindparam,
     case,
-    delete,
     exists,
     func,
     insert,
@@ -55,12 +50,22 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from contracts.db import metadata
 from contracts.statements import Prepared, PreparedRows
+from outbox.operators import Operators, outbox_audit
 from outbox.policy import BreakerPolicy, Delivery, Kind, QuarantinePolicy, RetryPolicy
+from outbox.reaper import Reaper, _Death, _report
 from outbox.schema import outbox_attempt, outbox_destination, outbox_message
 
-__all__ = ["FIRST_MESSAGES", "Claimed", "NewMessage", "OutboxStore", "enqueue", "first_message", "now_ms"]
+__all__ = [
+    "FIRST_MESSAGES",
+    "Claimed",
+    "NewMessage",
+    "OutboxStore",
+    "enqueue",
+    "first_message",
+    "now_ms",
+    "outbox_audit",
+]
 
 m = outbox_message
 _earlier = outbox_message.alias("earlier")
@@ -89,17 +94,6 @@ log = logging.getLogger("outbox.store")
 _UNFINISHED = ("pending", "inflight", "dead")
 #: the reaper looks for expired leases at most this often per store (leases last seconds)
 REAP_INTERVAL_MS = 1_000
-
-outbox_audit = Table(
-    "outbox_audit",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at_ms", BigInteger, nullable=False),
-    Column("actor", String(200), nullable=False),
-    Column("action", String(32), nullable=False),
-    Column("target", String(200), nullable=False),
-    Column("detail", String(500), nullable=True),
-)
 
 
 #: a completed attempt, whatever its outcome, ends a quarantine
@@ -155,41 +149,6 @@ _DONE = (
     )
     .returning(m.c.id)
 )
-_EXPIRED = (
-    select(
-        m.c.id,
-        m.c.stream,
-        m.c.seq,
-        m.c.destination,
-        m.c.attempts,
-        m.c.lease_expiries,
-        m.c.alone_deaths,
-        m.c.quarantined_ms,
-        m.c.lease_owner,
-        m.c.lease_token,
-    )
-    .where(m.c.status == "inflight", m.c.lease_expires_ms < bindparam("b_now"))
-    .order_by(m.c.lease_expires_ms, m.c.id)
-)
-#: the quarantined messages that status() lists (the oldest quarantines first)
-QUARANTINE_LISTED = 50
-_QUARANTINED = (
-    select(
-        m.c.id,
-        m.c.stream,
-        m.c.seq,
-        m.c.destination,
-        m.c.status,
-        m.c.lease_expiries,
-        m.c.alone_deaths,
-        m.c.quarantined_ms,
-        m.c.next_attempt_ms,
-        m.c.last_error,
-    )
-    .where(m.c.status.in_(("pending", "inflight")), m.c.lease_expiries > 0)
-    .order_by(m.c.quarantined_ms, m.c.id)
-    .limit(QUARANTINE_LISTED)
-)
 _STREAM_STATE = select(func.max(m.c.seq), func.min(case((m.c.status == "dead", m.c.id)))).where(
     m.c.stream == bindparam("b_stream")
 )
@@ -237,39 +196,6 @@ def _insert_attempts(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-@dataclass(frozen=True)
-class _Death:
-    """A message the reaper found with an expired lease: what the log says about it after the commit."""
-
-    id: int
-    stream: str
-    destination: str
-    worker: str
-    deaths: int
-    alone: int
-    retry_ms: int
-    dead_reason: str | None
-
-
-def _report(deaths: Iterable[_Death]) -> None:
-    for death in deaths:
-        fields = {
-            "message": death.id,
-            "case": death.stream,
-            "destination": death.destination,
-            "worker": death.worker,
-            "deaths": death.deaths,
-            "aloneDeaths": death.alone,
-        }
-        if death.dead_reason is not None:
-            log.error(
-                "poison message: dead letter", extra={"fields": {**fields, "reason": death.dead_reason}}
-            )
-        else:
-            fields["retryInSeconds"] = round(death.retry_ms / 1000, 1)
-            log.warning("message quarantined: its worker died with it in flight", extra={"fields": fields})
 
 
 @dataclass(frozen=True)
@@ -335,7 +261,7 @@ def first_message(message: NewMessage, at_ms: int) -> dict[str, Any]:
 
 
 @dataclass
-class OutboxStore:
+class OutboxStore(Reaper, Operators):
     engine: Engine
     lease_ms: int = 10_000
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -560,139 +486,6 @@ class OutboxStore:
                 break
         return chosen
 
-    # -- the reaper and the quarantine -----------------------------------------------------------------------
-    def reap(self) -> int:
-        """Return every message whose lease expired to the queue (quarantined), or bury it on evidence.
-
-        The claim path reaps too (at most every ``_reap_interval``); this is for a process that delivers
-        nothing (the operations listener), so leases of a dead worker expire into the queue even when no
-        other worker runs. Returns how many messages were reaped.
-        """
-        with self._transaction() as conn:
-            deaths = self._reap(conn, self.clock())
-        _report(deaths)  # only what was committed
-        return len(deaths)
-
-    def _reap(self, conn: Connection, now: int) -> list[_Death]:
-        """Quarantine the messages whose lease expired (their worker died or stalled); bury on evidence.
-
-        A death counts as evidence against a message only when it was in flight alone: it had been leased
-        on its own as a suspect (claims lease a suspect alone, and a worker holding one claims nothing more)
-        and no other message of its worker is still in flight. A message claimed in a batch is never alone
-        at its first death, so that death is never evidence.
-        """
-        query = _EXPIRED
-        if self.postgres:
-            query = query.with_for_update(skip_locked=True, of=m)  # another reaper has these
-        expired = conn.execute(query, {"b_now": now}).all()
-        if not expired:
-            return []
-        held: dict[str, int] = dict(
-            conn.execute(
-                select(m.c.lease_owner, func.count())
-                .where(m.c.status == "inflight", m.c.lease_owner.in_({r.lease_owner for r in expired}))
-                .group_by(m.c.lease_owner)
-            ).all()
-        )
-        policy = self.quarantine
-        deaths: list[_Death] = []
-        for row in expired:
-            others = int(held.get(row.lease_owner, 1)) - 1
-            alone = row.lease_expiries > 0 and others == 0
-            count = int(row.lease_expiries) + 1
-            alone_count = int(row.alone_deaths) + 1 if alone else 0
-            since = int(row.quarantined_ms) if row.lease_expiries and row.quarantined_ms else now
-            delay = policy.delay_ms(count)
-            if alone:
-                how = "in flight alone"
-            elif row.lease_expiries:
-                how = f"with {others} other message(s) of its worker in flight"
-            else:
-                how = "claimed with other messages"
-            detail = f"lease expired: worker {row.lease_owner} lost, {how}"
-            reaped = conn.execute(
-                update(m)
-                .where(m.c.id == row.id, m.c.status == "inflight", m.c.lease_token == row.lease_token)
-                .values(
-                    status="pending",
-                    lease_owner=None,
-                    lease_token=None,
-                    lease_expires_ms=None,
-                    lease_expiries=count,
-                    alone_deaths=alone_count,
-                    quarantined_ms=since,
-                    next_attempt_ms=now + delay,
-                    last_error=detail[:500],
-                )
-            )
-            if reaped.rowcount != 1:
-                continue  # heartbeated or reaped meanwhile
-            self._log_attempt(
-                conn,
-                int(row.id),
-                int(row.attempts),
-                str(row.lease_owner),
-                now,
-                now,
-                "lease-lost",
-                None,
-                detail,
-            )
-            verdict = None
-            if alone_count >= policy.deaths:
-                first = self._evidence_start(conn, int(row.id), policy.deaths)
-                if first is not None and now - first <= policy.window_ms:
-                    verdict = (
-                        f"poison: its worker died with it in flight alone {policy.deaths} times in a row"
-                        f" within {(now - first) // 1000} s"
-                    )
-                    self._bury(conn, int(row.id), row.stream, int(row.seq), verdict, now)
-            deaths.append(
-                _Death(
-                    int(row.id),
-                    row.stream,
-                    row.destination,
-                    str(row.lease_owner),
-                    count,
-                    alone_count,
-                    delay,
-                    verdict,
-                )
-            )
-        return deaths
-
-    @staticmethod
-    def _evidence_start(conn: Connection, mid: int, deaths: int) -> int | None:
-        """When the last ``deaths`` attempts of a message began, if all of them were lost leases."""
-        rows = conn.execute(
-            select(outbox_attempt.c.started_ms, outbox_attempt.c.outcome)
-            .where(outbox_attempt.c.message_id == mid)
-            .order_by(outbox_attempt.c.id.desc())
-            .limit(deaths)
-        ).all()
-        if len(rows) < deaths or any(r.outcome != "lease-lost" for r in rows):
-            return None
-        return min(int(r.started_ms) for r in rows)
-
-    def _bury(self, conn: Connection, mid: int, stream: str, seq: int, reason: str, now: int) -> None:
-        conn.execute(
-            update(m)
-            .where(m.c.id == mid)
-            .values(
-                status="dead",
-                dead_reason=reason[:500],
-                lease_owner=None,
-                lease_token=None,
-                lease_expires_ms=None,
-                done_ms=now,
-            )
-        )
-        conn.execute(
-            update(m)
-            .where(m.c.stream == stream, m.c.seq > seq, m.c.status == "pending")
-            .values(status="dead", dead_reason=f"blocked: message {mid} of this case is dead", done_ms=now)
-        )
-
     # -- breakers -------------------------------------------------------------------------------------------
     def _allowances(self, conn: Connection, now: int) -> dict[str, int | None]:
         """Messages each limited destination may still take now (None: unlimited)."""
@@ -875,226 +668,3 @@ class OutboxStore:
                 )
             )
         return result.rowcount == 1
-
-    @staticmethod
-    def _log_attempt(
-        conn: Connection,
-        mid: int,
-        attempt: int,
-        worker: str,
-        started: int,
-        finished: int,
-        outcome: str,
-        http_status: int | None,
-        detail: str | None,
-    ) -> None:
-        conn.execute(
-            insert(outbox_attempt).values(
-                message_id=mid,
-                attempt=attempt,
-                worker=worker[:100],
-                started_ms=started,
-                finished_ms=finished,
-                outcome=outcome,
-                http_status=http_status,
-                detail=(detail or "")[:500] or None,
-            )
-        )
-
-    # -- operators ------------------------------------------------------------------------------------------
-    def _audit(
-        self, conn: Connection, actor: str, action: str, target: str, detail: str | None = None
-    ) -> None:
-        conn.execute(
-            insert(outbox_audit).values(
-                at_ms=self.clock(), actor=actor, action=action, target=target, detail=detail
-            )
-        )
-
-    def requeue(
-        self,
-        actor: str,
-        *,
-        message_id: int | None = None,
-        stream: str | None = None,
-        destination: str | None = None,
-    ) -> dict[int, str]:
-        """Make messages due now: dead (or skipped) ones go back in the queue, keeping their order, and
-        pending ones waiting out their backoff are tried at once. Returns each affected id with the status
-        it had; raises LookupError (changing and auditing nothing) when nothing matched.
-
-        One message: itself (unless delivered or in flight) and the messages its death held back. A case:
-        its dead, skipped and pending messages. A destination: its dead and pending messages, and its
-        circuit breaker is closed.
-        """
-        now = self.clock()
-        with self._transaction() as conn:
-            query = select(m.c.id, m.c.status)
-            if message_id is not None:
-                first = conn.execute(
-                    select(m.c.stream, m.c.seq, m.c.status).where(m.c.id == message_id)
-                ).first()
-                if first is None:
-                    raise LookupError(f"no message {message_id}")
-                if first.status in ("done", "inflight"):
-                    doing = "was delivered" if first.status == "done" else "is being delivered now"
-                    raise LookupError(f"message {message_id} {doing} ({first.status}); nothing to retry")
-                # the message itself and the ones it blocked
-                query = query.where(
-                    (m.c.id == message_id)
-                    | and_(
-                        m.c.stream == first.stream,
-                        m.c.seq > first.seq,
-                        m.c.status == "dead",
-                        m.c.dead_reason.like("blocked:%"),
-                    )
-                )
-                target = f"message {message_id}"
-                nothing = f"{target} is being delivered now; nothing to retry"
-            elif stream is not None:
-                query = query.where(m.c.stream == stream, m.c.status.in_(("dead", "skipped", "pending")))
-                target = f"case {stream}"
-                nothing = f"{target} has no dead, skipped or pending message to retry"
-            elif destination is not None:
-                query = query.where(m.c.destination == destination, m.c.status.in_(("dead", "pending")))
-                target = f"destination {destination}"
-                nothing = f"{target} has no dead or pending message to retry"
-            else:
-                raise ValueError("requeue needs a message id, a stream or a destination")
-            before = {int(r.id): str(r.status) for r in conn.execute(query).all()}
-            changed: list[int] = []
-            if before:
-                # the status is checked again: a worker may have claimed a pending message meanwhile
-                changed = [
-                    int(i)
-                    for i in conn.execute(
-                        update(m)
-                        .where(m.c.id.in_(list(before)), m.c.status.in_(("dead", "skipped", "pending")))
-                        .values(
-                            status="pending",
-                            next_attempt_ms=now,
-                            dead_reason=None,
-                            # a pending suspect stays one (it is still claimed alone, its evidence kept);
-                            # a dead or skipped message an operator sends again starts afresh
-                            lease_expiries=case((m.c.status == "pending", m.c.lease_expiries), else_=0),
-                            alone_deaths=case((m.c.status == "pending", m.c.alone_deaths), else_=0),
-                            quarantined_ms=case((m.c.status == "pending", m.c.quarantined_ms), else_=None),
-                            done_ms=None,
-                        )
-                        .returning(m.c.id)
-                    ).scalars()
-                ]
-            if not changed:
-                raise LookupError(nothing)
-            if destination is not None:
-                conn.execute(
-                    delete(outbox_destination).where(outbox_destination.c.destination == destination)
-                )
-            self._audit(conn, actor, "retry", target, f"{len(changed)} message(s) due now")
-        return {mid: before[mid] for mid in sorted(changed)}
-
-    def skip(self, actor: str, message_id: int, reason: str = "") -> list[int]:
-        """Give up on a pending or dead message for good; the messages it blocked go on (their ids are
-        returned). Raises LookupError, changing nothing, for an unknown id or a message in another state."""
-        now = self.clock()
-        with self._transaction() as conn:
-            row = conn.execute(select(m.c.stream, m.c.seq, m.c.status).where(m.c.id == message_id)).first()
-            if row is None:
-                raise LookupError(f"no message {message_id}")
-            skipped = conn.execute(
-                update(m)
-                .where(m.c.id == message_id, m.c.status.in_(("pending", "dead")))
-                .values(status="skipped", done_ms=now, dead_reason=reason or "skipped by operator")
-            ).rowcount
-            if skipped != 1:
-                state = {
-                    "done": "was delivered",
-                    "inflight": "is being delivered now",
-                    "skipped": "is skipped",
-                }
-                raise LookupError(
-                    f"message {message_id} {state.get(row.status, 'is ' + row.status)} ({row.status}); "
-                    "only pending or dead messages can be skipped"
-                )
-            released = [
-                int(i)
-                for i in conn.execute(
-                    update(m)
-                    .where(
-                        m.c.stream == row.stream,
-                        m.c.seq > row.seq,
-                        m.c.status == "dead",
-                        m.c.dead_reason == f"blocked: message {message_id} of this case is dead",
-                    )
-                    .values(status="pending", dead_reason=None, next_attempt_ms=now, done_ms=None)
-                    .returning(m.c.id)
-                ).scalars()
-            ]
-            self._audit(conn, actor, "skip", f"message {message_id}", reason or None)
-        return sorted(released)
-
-    def purge(self, actor: str, older_than_ms: int) -> int:
-        """Delete messages delivered before ``older_than_ms`` ago, with their attempts; never those of the
-        ``kept_streams`` (the messages of open cases are their timeline in the case desk)."""
-        cutoff = self.clock() - older_than_ms
-        purged = and_(m.c.status == "done", m.c.done_ms < cutoff)
-        if self.kept_streams is not None:
-            purged = and_(purged, m.c.stream.not_in(self.kept_streams()))
-        with self.engine.begin() as conn:
-            ids = select(m.c.id).where(purged).scalar_subquery()
-            conn.execute(delete(outbox_attempt).where(outbox_attempt.c.message_id.in_(ids)))
-            count = conn.execute(delete(m).where(purged)).rowcount
-            self._audit(conn, actor, "purge", f"done before {cutoff}", f"{count} message(s)")
-        return int(count)
-
-    def status(self) -> dict[str, Any]:
-        now = self.clock()
-        with self.engine.connect() as conn:
-            counts = conn.execute(
-                select(m.c.destination, m.c.status, func.count()).group_by(m.c.destination, m.c.status)
-            ).all()
-            oldest = conn.execute(select(func.min(m.c.created_ms)).where(m.c.status == "pending")).scalar()
-            breakers = conn.execute(
-                select(outbox_destination).where(outbox_destination.c.state != "closed")
-            ).all()
-            quarantined = conn.execute(_QUARANTINED).all()
-            quarantined_count = conn.execute(
-                select(func.count()).where(m.c.status.in_(("pending", "inflight")), m.c.lease_expiries > 0)
-            ).scalar_one()
-        by_destination: dict[str, dict[str, int]] = {}
-        totals: dict[str, int] = {}
-        for destination, status, count in counts:
-            by_destination.setdefault(destination, {})[status] = int(count)
-            totals[status] = totals.get(status, 0) + int(count)
-        return {
-            "totals": totals,
-            "destinations": by_destination,
-            "oldestPendingSeconds": None if oldest is None else round((now - int(oldest)) / 1000, 1),
-            "breakers": [
-                {
-                    "destination": b.destination,
-                    "state": b.state,
-                    "failures": b.consecutive_failures,
-                    "openForSeconds": max(0, round(((b.open_until_ms or now) - now) / 1000, 1)),
-                }
-                for b in breakers
-            ],
-            "quarantine": {
-                "count": int(quarantined_count),
-                "messages": [
-                    {
-                        "id": int(q.id),
-                        "case": q.stream,
-                        "seq": int(q.seq),
-                        "destination": q.destination,
-                        "status": q.status,
-                        "deaths": int(q.lease_expiries),
-                        "aloneDeaths": int(q.alone_deaths),
-                        "quarantinedForSeconds": round((now - int(q.quarantined_ms or now)) / 1000, 1),
-                        "nextAttemptInSeconds": max(0.0, round((int(q.next_attempt_ms) - now) / 1000, 1)),
-                        "lastError": q.last_error,
-                    }
-                    for q in quarantined
-                ],
-            },
-        }
