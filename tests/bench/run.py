@@ -136,12 +136,18 @@ class AppProcess:
         self.app = app
         self.process: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> AppProcess:
+    def prepare(self) -> Path:
+        """Ports of its own and the config file the app runs on."""
         g = self.gateway
-        g.port, g.ops_port = free_port(), free_port()
+        g.port, g.ops_port, g.web_port = free_port(), free_port(), free_port()
         config = g.workdir / f"{self.app}.toml"
         config.write_text(g.config_text())
         self.port = g.port
+        return config
+
+    def __enter__(self) -> AppProcess:
+        g = self.gateway
+        config = self.prepare()
         with (g.workdir / f"{self.app}.log").open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tests.bench.serve", "--config", str(config), "--app", self.app],
@@ -150,7 +156,11 @@ class AppProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        wait_port(self.port)
+        try:
+            wait_port(self.port)
+        except RuntimeError:
+            tail = (g.workdir / f"{self.app}.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{self.app} did not start; its log ends:\n{tail}") from None
         time.sleep(0.5)
         return self
 

@@ -3,6 +3,7 @@ are left out (``make bench`` itself is not part of ``make test``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,3 +58,18 @@ def test_drain_claim_and_latency_goals() -> None:
 
 def test_a_partial_run_judges_only_what_it_measured() -> None:
     assert goals([]) == []
+
+
+def test_the_bench_apps_get_a_config_the_gateway_accepts(tmp_path: Path) -> None:
+    """The bare and durable apps of the bench run on a config the harness writes (a web port included):
+    ``make bench`` is not in ``make test``, so this is where a config it cannot start on shows."""
+    from gateway.certs import generate_example_pki
+    from gateway.config import load_config
+    from tests.bench.run import AppProcess
+    from tests.integration.harness import GatewayProcess
+
+    pki = generate_example_pki(tmp_path / "pki")
+    gateway = GatewayProcess(pki, f"sqlite:///{tmp_path / 'b.db'}", tmp_path, threads=8, catalogue=None)
+    app = AppProcess(gateway, "baseline")
+    app.prepare()
+    assert load_config(tmp_path / "baseline.toml").web.bind.endswith(f":{gateway.web_port}")
