@@ -313,8 +313,13 @@ class CaseFlow:
                 if cv is not None:
                     values[_STATISTICS_COLUMNS[field]] = cv.code
             new_route = redirect.decision if redirect is not None else None
-            if new_route is not None and new_route.target == current.route_target:
-                new_route = None  # another unit of the same system: nothing to deliver
+            if new_route is not None and (
+                new_route.target == current.route_target
+                or (not new_route.internal and _receiver(new_route) == current.receiving_system)
+            ):
+                # another unit of the same system (also of the system that registered a case started
+                # outside 1177, which it already has): nothing to deliver
+                new_route = None
             received: NewMessage | None = None
             if new_route is not None:
                 values.update(
