@@ -501,3 +501,14 @@ def test_a_redirect_within_one_system_delivers_nothing_and_keeps_its_numbering(g
             UNIT_A2,
             5,
         )
+
+
+@pytest.mark.parametrize("where", [UNIT_A, BOARD])
+def test_unit_corrected_naming_the_case_s_own_unit_corrects_codes_only(gw: FlowGateway, where: str) -> None:
+    """An older sender's UNIT_CORRECTED with the case's own handlingUnit (codes only) works on any case."""
+    case_id = f"UCS-{where}"
+    _registered(gw, case_id, where)
+    sender = SYSTEM_A if where == UNIT_A else SYSTEM_B
+    ok(gw.update(sender, CASE_SERVICE, case_id, "UNIT_CORRECTED", 1, handling_unit=unit(where)))
+    record = gw.record(case_id)
+    assert (record["handling_unit"], record["concerned_unit"]) == (where, None)
