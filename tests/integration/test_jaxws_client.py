@@ -1,0 +1,232 @@
+"""The JAX-WS RI (Java's reference SOAP stack) as an independent client of the gateway.
+
+``wsimport`` generates Java classes from a temporary copy of ``wsdl/`` (RegisterCase and UpdateCase),
+``javac`` compiles them together with the small clients in ``tests/data/jaxws/``, once per session, and the
+clients call a real ``gateway serve`` over mutual TLS: the client's certificate and key as a PKCS#12 key
+store and the demo CA as a PKCS#12 trust store (``javax.net.ssl.*`` system properties). The case must be
+stored and delivered.
+
+Debian: ``apt-get install jaxws libjaxws-java default-jdk-headless``. Without them the test is skipped with
+the reason, unless ``GATEWAY_TEST_REQUIRE_JAVA=1`` (CI sets it), where a missing tool fails it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lxml import etree
+from sqlalchemy import create_engine, select
+
+from contracts import load_registry
+from contracts.validation import SchemaValidator
+from gateway.cases.records import case_record
+from gateway.certs import PKCS12_PASSWORD, ExamplePki, pkcs12_key_store, pkcs12_trust_store
+from tests.integration.conftest import inbox_count
+from tests.integration.envelopes import SOAP
+from tests.integration.harness import ROOT, GatewayProcess
+from tests.integration.receivers import ReceiverProcess, catalogue_for
+
+pytestmark = pytest.mark.slow
+UNIT, CASE_SERVICE = "SE2321000016-7Q6X", "SE5565594230-CAF1"
+CLIENTS = ROOT / "tests" / "data" / "jaxws"
+#: the JAX-WS RI runtime of Debian's libjaxws-java; its manifest's Class-Path brings JAXB, SAAJ and the APIs
+JAXWS_RT = Path("/usr/share/java/jaxws-rt.jar")
+INTERACTIONS = Path("wsdl/complaintsandfeedback/interactions")
+#: Java package of the generated classes -> the WSDL (relative to the copy of wsdl/'s parent)
+WSDLS = {
+    "caf.registercase": INTERACTIONS / "RegisterCaseInteraction/RegisterCaseInteraction_1.0_RIVTABP21.wsdl",
+    "caf.updatecase": INTERACTIONS / "UpdateCaseInteraction/UpdateCaseInteraction_1.0_RIVTABP21.wsdl",
+}
+WSIMPORT = ("wsimport", "-Xnocompile", "-keep", "-quiet")
+TOOL_SECONDS = 180  # wsimport and javac on a busy 2-core machine take a few seconds each
+
+
+@dataclass(frozen=True)
+class JaxWs:
+    """The compiled clients and the WSDL copies they were generated from."""
+
+    work: Path
+    classes: Path
+
+    def wsdl(self, package: str) -> Path:
+        return self.work / WSDLS[package]
+
+
+def _run(argv: list[str], what: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=TOOL_SECONDS, check=False)
+    assert done.returncode == 0, (
+        f"{what} failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+    )
+    return done
+
+
+@pytest.fixture(scope="session")
+def jaxws(tmp_path_factory: pytest.TempPathFactory) -> JaxWs:
+    missing = [tool for tool in ("wsimport", "javac", "java") if shutil.which(tool) is None]
+    missing += [] if JAXWS_RT.is_file() else [str(JAXWS_RT)]
+    if missing:
+        reason = (
+            f"the JAX-WS RI test needs {', '.join(missing)} "
+            "(Debian: apt-get install jaxws libjaxws-java default-jdk-headless)"
+        )
+        if os.environ.get("GATEWAY_TEST_REQUIRE_JAVA") == "1":
+            pytest.fail(f"{reason}; GATEWAY_TEST_REQUIRE_JAVA=1 requires it")
+        pytest.skip(reason)
+    work = tmp_path_factory.mktemp("jaxws")
+    shutil.copytree(ROOT / "wsdl", work / "wsdl")
+    sources, classes = work / "src", work / "classes"
+    sources.mkdir()
+    classes.mkdir()
+    for package, wsdl in WSDLS.items():
+        _run(
+            [*WSIMPORT, "-d", str(classes), "-s", str(sources), "-p", package, str(work / wsdl)],
+            f"wsimport of {wsdl.name}",
+            work,
+        )
+    java_files = sorted(str(p) for p in sources.rglob("*.java")) + sorted(
+        str(p) for p in CLIENTS.glob("*.java")
+    )
+    _run(
+        ["javac", "-encoding", "UTF-8", "-nowarn", "-cp", str(JAXWS_RT), "-d", str(classes), *java_files],
+        "javac of the generated classes and tests/data/jaxws",
+        work,
+    )
+    return JaxWs(work, classes)
+
+
+def _java_stores(pki: ExamplePki, who: str, directory: Path) -> list[str]:
+    """The javax.net.ssl system properties for client ``who`` of the demo PKI."""
+    key_store, trust_store = directory / f"{who}-keys.p12", directory / "trust.p12"
+    key_store.write_bytes(pkcs12_key_store(pki.clients[who], pki.ca_cert))
+    trust_store.write_bytes(pkcs12_trust_store(pki.ca_cert))
+    return [
+        f"-Djavax.net.ssl.keyStore={key_store}",
+        "-Djavax.net.ssl.keyStoreType=PKCS12",
+        f"-Djavax.net.ssl.keyStorePassword={PKCS12_PASSWORD}",
+        f"-Djavax.net.ssl.trustStore={trust_store}",
+        "-Djavax.net.ssl.trustStoreType=PKCS12",
+        f"-Djavax.net.ssl.trustStorePassword={PKCS12_PASSWORD}",
+    ]
+
+
+def _call(jaxws: JaxWs, pki: ExamplePki, who: str, main: str, *args: str) -> dict[str, str]:
+    """Run a client class as ``who``; its key=value lines."""
+    classpath = os.pathsep.join([str(jaxws.classes), str(JAXWS_RT)])
+    argv = ["java", *_java_stores(pki, who, jaxws.work), "-cp", classpath, main, *args]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=TOOL_SECONDS, check=False)
+    assert done.returncode == 0, f"{main} as {who} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+    return dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+
+
+@pytest.fixture
+def system(db_url: str, pki: ExamplePki, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    receivers = {
+        "deviation-a": ReceiverProcess(pki, tmp_path, "deviation-a").start(),
+        "1177-case-service": ReceiverProcess(pki, tmp_path, "1177").start(),
+    }
+    gateway = GatewayProcess(
+        pki,
+        db_url,
+        tmp_path,
+        catalogue=catalogue_for(tmp_path, receivers),
+        extra={
+            "outbox": {
+                "client_certificate": pki.clients["gateway"].cert,
+                "client_key": pki.clients["gateway"].key,
+                "poll_ms": 50,
+            }
+        },
+    )
+    gateway.start()
+    try:
+        yield {"gateway": gateway, "receivers": receivers, "db_url": db_url}
+    finally:
+        gateway.stop()
+        for receiver in receivers.values():
+            receiver.stop()
+
+
+def _case(db_url: str, case_id: str) -> Any:
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(case_record).where(case_record.c.case_id == case_id)).one_or_none()
+    finally:
+        engine.dispose()
+
+
+def _assert_valid(body: bytes, operation: str) -> etree._Element:
+    """The payload of a delivered envelope, valid against the contract's XSD."""
+    soap_body = etree.fromstring(body).find(f"{{{SOAP}}}Body")
+    assert soap_body is not None
+    payload = soap_body[0]
+    contract = load_registry().by_operation(operation)
+    assert SchemaValidator().errors(contract, payload) == []
+    return payload
+
+
+def test_jaxws_client_registers_a_case_and_answers_it(
+    jaxws: JaxWs, system: dict[str, Any], pki: ExamplePki
+) -> None:
+    gateway: GatewayProcess = system["gateway"]
+    region: ReceiverProcess = system["receivers"]["deviation-a"]
+    inera: ReceiverProcess = system["receivers"]["1177-case-service"]
+    contracts = load_registry()
+    case_id = f"JAXWS-{uuid.uuid4().hex[:8]}"
+
+    register_url = gateway.url + contracts.by_operation("RegisterCase").url_path
+    wsdl = str(jaxws.wsdl("caf.registercase"))
+    result = _call(jaxws, pki, "1177", "RegisterCaseCall", wsdl, register_url, UNIT, case_id)
+    assert (result["resultCode"], result["errorCode"], result["subCode"]) == ("OK", "", "")
+    assert len(result["logId"]) == 36
+    stored = _case(system["db_url"], case_id)
+    assert stored is not None
+    assert (stored.handling_unit, stored.receiving_system, stored.route_target) == (
+        UNIT,
+        "SE2321000016-DEV1",
+        "deviation-a",
+    )
+    assert inbox_count(system["db_url"]) == 1
+    delivered = region.wait_for(1)[0]
+    assert (delivered["operation"], delivered["case_id"], delivered["logical_address"]) == (
+        "RegisterCase",
+        case_id,
+        UNIT,
+    )
+    assert _assert_valid(delivered["body"], "RegisterCase").findtext("{*}caseId") == case_id
+
+    # the handling system answers with the generated UpdateCase classes; 1177 receives it
+    update_url = gateway.url + contracts.by_operation("UpdateCase").url_path
+    wsdl = str(jaxws.wsdl("caf.updatecase"))
+    message_id = str(uuid.uuid4())
+    answer = _call(
+        jaxws, pki, "deviation-a", "UpdateCaseCall", wsdl, update_url, CASE_SERVICE, case_id, message_id
+    )
+    assert (answer["resultCode"], answer["errorCode"]) == ("OK", ""), answer
+    assert _case(system["db_url"], case_id).status == "RECEIVED"
+    received = inera.wait_for(1)[0]
+    assert (received["operation"], received["case_id"]) == ("UpdateCase", case_id)
+    assert _assert_valid(received["body"], "UpdateCase").findtext("{*}messageId") == message_id
+
+    # a case the gateway does not know: the generated classes read an ERROR result as well
+    unknown = _call(
+        jaxws,
+        pki,
+        "deviation-a",
+        "UpdateCaseCall",
+        wsdl,
+        update_url,
+        CASE_SERVICE,
+        "NO-SUCH-CASE",
+        str(uuid.uuid4()),
+    )
+    assert (unknown["resultCode"], unknown["errorCode"]) == ("ERROR", "NOT_FOUND")
+    assert inbox_count(system["db_url"]) == 2  # the refusal stored nothing
