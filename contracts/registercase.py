@@ -1,4 +1,5 @@
-"""Mapping for RegisterCase (1177 → the system that handles the unit's cases)."""
+"""Mapping for RegisterCase (1177 → the system that handles the unit's cases; with a ``channel`` other than
+WEB, a region's system → 1177 for a case started by phone, letter or visit)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,27 @@ from lxml import etree
 
 from contracts.model import CAF_PREFIX, CV, Attachment, PersonId, Reader, Result, Unit, core
 
-__all__ = ["NAMESPACE", "Incident", "RegisterCase", "build_response", "parse"]
+__all__ = ["CHANNELS", "NAMESPACE", "Incident", "PowerOfAttorney", "RegisterCase", "build_response", "parse"]
 
 NAMESPACE = f"{CAF_PREFIX}:RegisterCaseResponder:1"
 _r = Reader(NAMESPACE)
+
+#: how a case reached the care service (ChannelEnum); WEB, through 1177, when the request has none
+CHANNELS = ("WEB", "PHONE", "LETTER", "VISIT", "OTHER")
+
+
+@dataclass(frozen=True)
+class PowerOfAttorney:
+    kind: str  # POWER_OF_ATTORNEY | GUARDIANSHIP | OTHER
+    reference: str | None = None
+    valid_until: str | None = None  # DateType
+
+    @classmethod
+    def parse(cls, el: etree._Element | None) -> PowerOfAttorney | None:
+        if el is None:
+            return None
+        f = core.fields(el)
+        return cls(f.req("kind"), f.text("reference"), f.text("validUntil"))
 
 
 @dataclass(frozen=True)
@@ -39,6 +57,9 @@ class RegisterCase:
     reply_wanted: bool
     contact_channel: str | None
     attachments: tuple[Attachment, ...]
+    #: ChannelEnum; WEB when the request has none
+    channel: str = "WEB"
+    power_of_attorney: PowerOfAttorney | None = None
 
     def codes(self) -> dict[str, CV | None]:
         """Coded values by field name, for code-list checks."""
@@ -63,7 +84,11 @@ def parse(el: etree._Element) -> RegisterCase:
         raise ValueError("RegisterCase parsed without schema validation")
     assert recipient_el is not None and subject_el is not None and reporter_el is not None  # noqa: PT018
     assert incident_el is not None and contact_el is not None  # noqa: PT018
-    recipient, subject = core.fields(recipient_el), core.fields(subject_el)
+    recipient, subject, reporter = (
+        core.fields(recipient_el),
+        core.fields(subject_el),
+        core.fields(reporter_el),
+    )
     incident, contact = core.fields(incident_el), core.fields(contact_el)
     unit = Unit.parse(recipient.child("unit"))
     person = subject.child("personId")
@@ -77,7 +102,7 @@ def parse(el: etree._Element) -> RegisterCase:
         recipient_unit=unit,
         subject_person_id=PersonId.parse(person),
         subject_gender=CV.parse(subject.child("gender")),
-        reporter_role=core.fields(reporter_el).req("role"),
+        reporter_role=reporter.req("role"),
         incident=Incident(
             event_date=incident.req("eventDate"),
             location_description=incident.text("locationDescription"),
@@ -90,6 +115,8 @@ def parse(el: etree._Element) -> RegisterCase:
         reply_wanted=contact.req("replyWanted").strip() in ("true", "1"),
         contact_channel=contact.text("channel"),
         attachments=tuple(Attachment.parse(a) for a in _r.children(el, "attachment")),
+        channel=(top.text("channel") or "WEB").strip(),
+        power_of_attorney=PowerOfAttorney.parse(reporter.child("powerOfAttorney")),
     )
 
 

@@ -1,4 +1,5 @@
-"""Mapping for UpdateCase (the handling system → 1177): reading a validated request, and building one.
+"""Mapping for UpdateCase (the handling system → 1177, and 1177 → the handling system for the citizen's
+reply and supplements): reading a validated request, and building one.
 
 ``build_request`` is how the gateway itself writes an UpdateCase (the case desk's RECEIVED and every desk
 action): elements in the schema's order, so the result validates against the UpdateCase XSD.
@@ -15,6 +16,7 @@ from lxml import etree
 from contracts.model import CAF_PREFIX, CV, Attachment, Reader, Result, Unit, core
 
 __all__ = [
+    "CITIZEN_UPDATE_TYPES",
     "NAMESPACE",
     "STATISTICS_FIELDS",
     "UPDATE_TYPES",
@@ -37,7 +39,12 @@ UPDATE_TYPES = (
     "CLOSED",
     "REDIRECTED",
     "UNIT_CORRECTED",
+    "CITIZEN_REPLY",
+    "SUPPLEMENT",
 )
+#: the update types 1177 sends on the citizen's behalf (to the case's handling unit); the others are the
+#: handling side's (to 1177's case service)
+CITIZEN_UPDATE_TYPES = ("CITIZEN_REPLY", "SUPPLEMENT")
 #: the children of ``statistics``, in the schema's order
 STATISTICS_FIELDS = ("mainProblem", "subProblem", "experiencedProblem", "businessArea")
 
@@ -55,6 +62,12 @@ class UpdateCase:
     attachments: tuple[Attachment, ...]
     closed_at: str | None
     statistics: dict[str, CV | None]
+    #: the messageId of the QUESTION a CITIZEN_REPLY answers
+    in_reply_to: str | None = None
+    #: on IN_PROGRESS and QUESTION: whether the citizen may attach files from now on (None: unchanged)
+    attachments_allowed: bool | None = None
+    #: the corrected unit of a UNIT_CORRECTED (patient-board cases)
+    concerned_unit: Unit | None = None
 
     def codes(self) -> dict[str, CV | None]:
         return {"standardAnswer": self.standard_answer, **self.statistics}
@@ -83,7 +96,19 @@ def parse(el: etree._Element) -> UpdateCase:
         attachments=tuple(Attachment.parse(a) for a in _r.children(el, "attachment")),
         closed_at=top.text("closedAt"),
         statistics=statistics,
+        in_reply_to=_lower(top.text("inReplyTo")),
+        attachments_allowed=_boolean(top.text("attachmentsAllowed")),
+        concerned_unit=Unit.parse(top.child("concernedUnit")),
     )
+
+
+def _lower(value: str | None) -> str | None:
+    return None if value is None else value.strip().lower()
+
+
+def _boolean(value: str | None) -> bool | None:
+    """xs:boolean (``true``, ``false``, ``1``, ``0``, whitespace collapsed) as a bool; None when absent."""
+    return None if value is None else value.strip() in ("true", "1")
 
 
 def build_response(result: Result) -> etree._Element:
@@ -110,6 +135,18 @@ def _cv(parent: etree._Element, name: str, cv: CV) -> None:
         etree.SubElement(el, core.ns + "displayName").text = cv.display_name
 
 
+def _unit(parent: etree._Element, tag: str, unit: Unit) -> None:
+    el = etree.SubElement(parent, tag)
+    etree.SubElement(el, core.ns + "unitId").text = unit.unit_id
+    for name, value in (
+        ("unitName", unit.unit_name),
+        ("careProviderId", unit.care_provider_id),
+        ("regionCode", unit.region_code),
+    ):
+        if value:
+            etree.SubElement(el, core.ns + name).text = value
+
+
 def build_request(
     *,
     case_id: str,
@@ -123,9 +160,13 @@ def build_request(
     attachments: Sequence[OutgoingAttachment] = (),
     closed_at: str | None = None,
     statistics: Mapping[str, CV] | None = None,
+    in_reply_to: str | None = None,
+    attachments_allowed: bool | None = None,
+    concerned_unit: Unit | None = None,
 ) -> etree._Element:
     """An ``UpdateCase`` element; the caller keeps the rules the schema does not state (message for
-    PARTIAL_ANSWER / QUESTION / ANSWER, closedAt for CLOSED, handlingUnit for REDIRECTED / UNIT_CORRECTED)."""
+    PARTIAL_ANSWER / QUESTION / ANSWER / CITIZEN_REPLY, closedAt for CLOSED, handlingUnit for REDIRECTED /
+    UNIT_CORRECTED)."""
     ns = "{" + NAMESPACE + "}"
     root = etree.Element(ns + "UpdateCase", nsmap={None: NAMESPACE, "core": core.ns[1:-1]})
     etree.SubElement(root, ns + "caseId").text = case_id
@@ -134,15 +175,7 @@ def build_request(
     etree.SubElement(root, ns + "updateType").text = update_type
     etree.SubElement(root, ns + "createdAt").text = created_at
     if handling_unit is not None:
-        unit = etree.SubElement(root, ns + "handlingUnit")
-        etree.SubElement(unit, core.ns + "unitId").text = handling_unit.unit_id
-        for name, value in (
-            ("unitName", handling_unit.unit_name),
-            ("careProviderId", handling_unit.care_provider_id),
-            ("regionCode", handling_unit.region_code),
-        ):
-            if value:
-                etree.SubElement(unit, core.ns + name).text = value
+        _unit(root, ns + "handlingUnit", handling_unit)
     if message_text is not None:
         message = etree.SubElement(root, ns + "message")
         etree.SubElement(message, core.ns + "text").text = message_text
@@ -162,4 +195,10 @@ def build_request(
             cv = statistics.get(name)
             if cv is not None:
                 _cv(stats, name, cv)
+    if in_reply_to is not None:
+        etree.SubElement(root, ns + "inReplyTo").text = in_reply_to
+    if attachments_allowed is not None:
+        etree.SubElement(root, ns + "attachmentsAllowed").text = "true" if attachments_allowed else "false"
+    if concerned_unit is not None:
+        _unit(root, ns + "concernedUnit", concerned_unit)
     return root
