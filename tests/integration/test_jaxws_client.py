@@ -3,8 +3,10 @@
 ``wsimport`` generates Java classes from a temporary copy of ``wsdl/`` (RegisterCase and UpdateCase),
 ``javac`` compiles them together with the small clients in ``tests/data/jaxws/``, once per session, and the
 clients call a real ``gateway serve`` over mutual TLS: the client's certificate and key as a PKCS#12 key
-store and the demo CA as a PKCS#12 trust store (``javax.net.ssl.*`` system properties). The case must be
-stored and delivered.
+store and the demo CA as a PKCS#12 trust store (``javax.net.ssl.*`` system properties). They go both
+ways: 1177's case is stored and delivered, the handling system's update reaches 1177, 1177's SUPPLEMENT the
+handling system, and a case registered by phone at 1177's case service (``channel``, a power of attorney)
+reaches 1177; refusals read as ERROR results or SOAP faults through the generated classes.
 
 Debian: ``apt-get install jaxws libjaxws-java default-jdk-headless``. Without them the test is skipped with
 the reason, unless ``GATEWAY_TEST_REQUIRE_JAVA=1`` (CI sets it), where a missing tool fails it.
@@ -173,28 +175,35 @@ def _assert_valid(body: bytes, operation: str) -> etree._Element:
     return payload
 
 
-def test_jaxws_client_registers_a_case_and_answers_it(
+def _urls(gateway: GatewayProcess) -> dict[str, str]:
+    contracts = load_registry()
+    return {op: gateway.url + contracts.by_operation(op).url_path for op in ("RegisterCase", "UpdateCase")}
+
+
+def test_jaxws_client_registers_a_case_and_both_sides_update_it(
     jaxws: JaxWs, system: dict[str, Any], pki: ExamplePki
 ) -> None:
     gateway: GatewayProcess = system["gateway"]
     region: ReceiverProcess = system["receivers"]["deviation-a"]
     inera: ReceiverProcess = system["receivers"]["1177-case-service"]
-    contracts = load_registry()
+    urls, db_url = _urls(gateway), system["db_url"]
+    register, update = str(jaxws.wsdl("caf.registercase")), str(jaxws.wsdl("caf.updatecase"))
     case_id = f"JAXWS-{uuid.uuid4().hex[:8]}"
 
-    register_url = gateway.url + contracts.by_operation("RegisterCase").url_path
-    wsdl = str(jaxws.wsdl("caf.registercase"))
-    result = _call(jaxws, pki, "1177", "RegisterCaseCall", wsdl, register_url, UNIT, case_id)
+    result = _call(
+        jaxws, pki, "1177", "RegisterCaseCall", register, urls["RegisterCase"], UNIT, UNIT, case_id
+    )
     assert (result["resultCode"], result["errorCode"], result["subCode"]) == ("OK", "", "")
     assert len(result["logId"]) == 36
-    stored = _case(system["db_url"], case_id)
+    stored = _case(db_url, case_id)
     assert stored is not None
-    assert (stored.handling_unit, stored.receiving_system, stored.route_target) == (
+    assert (stored.handling_unit, stored.receiving_system, stored.route_target, stored.channel) == (
         UNIT,
         "SE2321000016-DEV1",
         "deviation-a",
+        "WEB",
     )
-    assert inbox_count(system["db_url"]) == 1
+    assert inbox_count(db_url) == 1
     delivered = region.wait_for(1)[0]
     assert (delivered["operation"], delivered["case_id"], delivered["logical_address"]) == (
         "RegisterCase",
@@ -204,29 +213,105 @@ def test_jaxws_client_registers_a_case_and_answers_it(
     assert _assert_valid(delivered["body"], "RegisterCase").findtext("{*}caseId") == case_id
 
     # the handling system answers with the generated UpdateCase classes; 1177 receives it
-    update_url = gateway.url + contracts.by_operation("UpdateCase").url_path
-    wsdl = str(jaxws.wsdl("caf.updatecase"))
-    message_id = str(uuid.uuid4())
+    received = str(uuid.uuid4())
     answer = _call(
-        jaxws, pki, "deviation-a", "UpdateCaseCall", wsdl, update_url, CASE_SERVICE, case_id, message_id
-    )
+        jaxws, pki, "deviation-a", "UpdateCaseCall", update, urls["UpdateCase"], CASE_SERVICE, case_id,
+        received, "1", "RECEIVED",
+    )  # fmt: skip
     assert (answer["resultCode"], answer["errorCode"]) == ("OK", ""), answer
-    assert _case(system["db_url"], case_id).status == "RECEIVED"
-    received = inera.wait_for(1)[0]
-    assert (received["operation"], received["case_id"]) == ("UpdateCase", case_id)
-    assert _assert_valid(received["body"], "UpdateCase").findtext("{*}messageId") == message_id
+    assert _case(db_url, case_id).status == "RECEIVED"
+    to_1177 = inera.wait_for(1)[0]
+    assert (to_1177["operation"], to_1177["case_id"]) == ("UpdateCase", case_id)
+    assert _assert_valid(to_1177["body"], "UpdateCase").findtext("{*}messageId") == received
 
-    # a case the gateway does not know: the generated classes read an ERROR result as well
-    unknown = _call(
-        jaxws,
-        pki,
-        "deviation-a",
-        "UpdateCaseCall",
-        wsdl,
-        update_url,
-        CASE_SERVICE,
-        "NO-SUCH-CASE",
-        str(uuid.uuid4()),
+    # 1177 sends the citizen's supplement the other way, numbered on its own, to the case's unit
+    supplement = str(uuid.uuid4())
+    answer = _call(
+        jaxws, pki, "1177", "UpdateCaseCall", update, urls["UpdateCase"], UNIT, case_id,
+        supplement, "1", "SUPPLEMENT", "Jag glömde nämna att jag också ringde den 3 november.",
+    )  # fmt: skip
+    assert (answer["resultCode"], answer["errorCode"], answer["subCode"]) == ("OK", "", ""), answer
+    to_region = region.wait_for(2)[1]
+    assert (to_region["operation"], to_region["case_id"], to_region["logical_address"]) == (
+        "UpdateCase",
+        case_id,
+        UNIT,
     )
+    payload = _assert_valid(to_region["body"], "UpdateCase")
+    assert (payload.findtext("{*}messageId"), payload.findtext("{*}updateType")) == (supplement, "SUPPLEMENT")
+
+    # what the state machine refuses reads as an ERROR result through the generated classes too
+    reply = _call(
+        jaxws, pki, "1177", "UpdateCaseCall", update, urls["UpdateCase"], UNIT, case_id,
+        str(uuid.uuid4()), "2", "CITIZEN_REPLY", "Svar utan fråga.",
+    )  # fmt: skip
+    assert (reply["resultCode"], reply["errorCode"], reply["subCode"]) == (
+        "ERROR",
+        "INVALID_REQUEST",
+        "NO_OPEN_QUESTION",
+    )
+    unknown = _call(
+        jaxws, pki, "deviation-a", "UpdateCaseCall", update, urls["UpdateCase"], CASE_SERVICE, "NO-SUCH-CASE",
+        str(uuid.uuid4()), "1", "RECEIVED",
+    )  # fmt: skip
     assert (unknown["resultCode"], unknown["errorCode"]) == ("ERROR", "NOT_FOUND")
-    assert inbox_count(system["db_url"]) == 2  # the refusal stored nothing
+    assert inbox_count(db_url) == 3  # the refusals stored nothing
+
+
+def test_jaxws_client_registers_a_case_started_by_phone(
+    jaxws: JaxWs, system: dict[str, Any], pki: ExamplePki
+) -> None:
+    """A region's system registers a phone case at 1177's case service (channel PHONE, a representative
+    with a power of attorney); it reaches 1177 with both, and the sender handles the case from then on."""
+    gateway: GatewayProcess = system["gateway"]
+    inera: ReceiverProcess = system["receivers"]["1177-case-service"]
+    urls, db_url = _urls(gateway), system["db_url"]
+    register = str(jaxws.wsdl("caf.registercase"))
+    case_id = f"DEV1-PHONE-{uuid.uuid4().hex[:8]}"
+
+    result = _call(
+        jaxws, pki, "deviation-a", "RegisterCaseCall", register, urls["RegisterCase"], CASE_SERVICE, UNIT,
+        case_id, "PHONE",
+    )  # fmt: skip
+    assert (result["resultCode"], result["errorCode"], result["subCode"]) == ("OK", "", ""), result
+    stored = _case(db_url, case_id)
+    assert stored is not None
+    assert (stored.channel, stored.reporter_role, stored.receiving_system) == (
+        "PHONE",
+        "REPRESENTATIVE",
+        "SE2321000016-DEV1",
+    )
+    delivered = inera.wait_for(1)[0]
+    assert (delivered["operation"], delivered["case_id"], delivered["logical_address"]) == (
+        "RegisterCase",
+        case_id,
+        CASE_SERVICE,
+    )
+    payload = _assert_valid(delivered["body"], "RegisterCase")
+    assert payload.findtext("{*}channel") == "PHONE"
+    authority = payload.find("{*}reporter/{*}powerOfAttorney")
+    assert authority is not None
+    assert [(child.tag.split("}")[1], child.text) for child in authority] == [
+        ("kind", "POWER_OF_ATTORNEY"),
+        ("reference", "FM-2026-0042"),
+        ("validUntil", "20271231"),
+    ]
+
+    # the region's system may register cases only at 1177's case service: elsewhere it gets VP007
+    refused = _call(
+        jaxws, pki, "deviation-a", "RegisterCaseCall", register, urls["RegisterCase"], UNIT, UNIT,
+        f"DEV1-PHONE-{uuid.uuid4().hex[:8]}", "PHONE",
+    )  # fmt: skip
+    assert refused["faultCode"] == "Client"
+    assert refused["faultString"].startswith("VP007 SE2321000016-DEV1 is not authorised to call RegisterCase")
+    # and a case by phone addressed to a unit, even from 1177, is a mistake
+    misaddressed = _call(
+        jaxws, pki, "1177", "RegisterCaseCall", register, urls["RegisterCase"], UNIT, UNIT,
+        f"1177-PHONE-{uuid.uuid4().hex[:8]}", "PHONE",
+    )  # fmt: skip
+    assert (misaddressed["resultCode"], misaddressed["errorCode"], misaddressed["subCode"]) == (
+        "ERROR",
+        "INVALID_REQUEST",
+        "CHANNEL_ADDRESS",
+    )
+    assert inbox_count(db_url) == 1  # the refusals stored nothing

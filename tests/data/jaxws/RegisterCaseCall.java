@@ -2,14 +2,19 @@
 // wsdl/ (package caf.registercase). It sends one case built with the generated types and prints the
 // result as key=value lines for tests/integration/test_jaxws_client.py. Mutual TLS comes from the
 // javax.net.ssl.* system properties (PKCS#12 key store and trust store). Fictional data only.
+// With a CHANNEL other than WEB it is a case started outside 1177, registered by a region's system: it
+// carries the channel and a representative reporter with a power of attorney.
 //
-// usage: RegisterCaseCall WSDL_FILE ENDPOINT_URL LOGICAL_ADDRESS CASE_ID
+// usage: RegisterCaseCall WSDL_FILE ENDPOINT_URL LOGICAL_ADDRESS UNIT_ID CASE_ID [CHANNEL]
 import caf.registercase.CaseCategoryEnum;
+import caf.registercase.ChannelEnum;
 import caf.registercase.ContactChannelEnum;
 import caf.registercase.ContactPreferenceType;
 import caf.registercase.IncidentType;
 import caf.registercase.PersonIdType;
 import caf.registercase.PersonType;
+import caf.registercase.PowerOfAttorneyKindEnum;
+import caf.registercase.PowerOfAttorneyType;
 import caf.registercase.RecipientType;
 import caf.registercase.RecipientTypeEnum;
 import caf.registercase.RegisterCaseResponderInterface;
@@ -24,6 +29,7 @@ import caf.registercase.UnitType;
 import java.io.File;
 import java.util.Map;
 import javax.xml.ws.BindingProvider;
+import javax.xml.ws.soap.SOAPFaultException;
 
 public final class RegisterCaseCall {
     private static final String PERSONNUMMER = "1.2.752.129.2.1.3.1";
@@ -31,8 +37,9 @@ public final class RegisterCaseCall {
     private RegisterCaseCall() {}
 
     public static void main(String[] args) throws Exception {
-        if (args.length != 4) {
-            System.err.println("usage: RegisterCaseCall WSDL_FILE ENDPOINT_URL LOGICAL_ADDRESS CASE_ID");
+        if (args.length != 5 && args.length != 6) {
+            System.err.println(
+                "usage: RegisterCaseCall WSDL_FILE ENDPOINT_URL LOGICAL_ADDRESS UNIT_ID CASE_ID [CHANNEL]");
             System.exit(2);
         }
         RegisterCaseResponderService service =
@@ -43,7 +50,22 @@ public final class RegisterCaseCall {
         context.put("com.sun.xml.ws.connect.timeout", 10000);
         context.put("com.sun.xml.ws.request.timeout", 20000);
 
-        RegisterCaseResponseType response = port.registerCase(args[2], request(args[2], args[3]));
+        RegisterCaseType request = request(args[3], args[4]);
+        if (args.length == 6) {
+            request.setChannel(ChannelEnum.fromValue(args[5]));
+            if (request.getChannel() != ChannelEnum.WEB) {
+                representedBy(request.getReporter());
+            }
+        }
+        RegisterCaseResponseType response;
+        try {
+            response = port.registerCase(args[2], request);
+        } catch (SOAPFaultException fault) {
+            // a fault is an answer too: the test reads it (RIV-TA faults carry a platform code, e.g. VP007)
+            System.out.println("faultCode=" + fault.getFault().getFaultCodeAsQName().getLocalPart());
+            System.out.println("faultString=" + fault.getFault().getFaultString());
+            return;
+        }
         ResultType result = response.getResult();
         System.out.println("resultCode=" + result.getResultCode().value());
         System.out.println("errorCode=" + (result.getErrorCode() == null ? "" : result.getErrorCode().value()));
@@ -90,6 +112,18 @@ public final class RegisterCaseCall {
         contact.setChannel(ContactChannelEnum.INBOX);
         request.setContactPreference(contact);
         return request;
+    }
+
+    /** The reporter acts for the patient, with a power of attorney (the patient's person id stays). */
+    private static void representedBy(ReporterType reporter) {
+        reporter.setRole(ReporterRoleEnum.REPRESENTATIVE);
+        reporter.getPerson().setPersonId(personId("191010101010"));
+        reporter.getPerson().setGivenName("Alex");
+        PowerOfAttorneyType authority = new PowerOfAttorneyType();
+        authority.setKind(PowerOfAttorneyKindEnum.POWER_OF_ATTORNEY);
+        authority.setReference("FM-2026-0042");
+        authority.setValidUntil("20271231");
+        reporter.setPowerOfAttorney(authority);
     }
 
     private static PersonIdType personId(String id) {
