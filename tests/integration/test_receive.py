@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -313,16 +314,29 @@ def test_receive_refuses_what_is_invalid_and_a_port_in_use(
     assert receive.stop(signal.SIGTERM) == 0
 
 
+def _supplement(case_id: str) -> etree._Element:
+    """1177's SUPPLEMENT for ``case_id``: the example update, the other way (1177 numbers its own)."""
+    return _payload(UPDATE_EXAMPLE, caseId=case_id, messageId=str(uuid.uuid4()), updateType="SUPPLEMENT")
+
+
+def _phone_case(case_id: str) -> etree._Element:
+    """The example case as a region's system registers it after a phone call."""
+    root = _payload(REGISTER_EXAMPLE, caseId=case_id)
+    etree.SubElement(root, f"{{{etree.QName(root).namespace}}}channel").text = "PHONE"
+    return root
+
+
 def test_receive_plays_both_directions_of_both_contracts(steady: dict[str, Any], pki: ExamplePki) -> None:
     """UpdateCase arrives at a deviation system's UpdateCase endpoint (1177's messages to the handling
-    system) and RegisterCase at 1177's (a case started outside 1177); the receiver names the endpoint by the
-    URL path, validates against the contract and answers OK."""
-    receive, ports = steady["receive"], steady["ports"]
+    system) and RegisterCase at 1177's (a case started outside 1177): posted directly, the receiver names the
+    endpoint by the URL path, validates against the contract and answers OK; sent through the gateway, the
+    outbox delivers each to the endpoint the catalogue routes it to."""
+    receive, ports, gateway = steady["receive"], steady["ports"], steady["gateway"]
     sent = [
-        ("deviation-a", "UpdateCase", UPDATE_EXAMPLE, UNIT),
-        ("deviation-b", "UpdateCase", UPDATE_EXAMPLE, BOARD),
-        ("1177-case-service", "RegisterCase", REGISTER_EXAMPLE, CASE_SERVICE),
-        ("1177-case-service", "UpdateCase", UPDATE_EXAMPLE, CASE_SERVICE),
+        ("deviation-a", "UpdateCase", _supplement("RECEIVE-S1"), UNIT),
+        ("deviation-b", "UpdateCase", _supplement("RECEIVE-S2"), BOARD),
+        ("1177-case-service", "RegisterCase", _phone_case("RECEIVE-P1"), CASE_SERVICE),
+        ("1177-case-service", "UpdateCase", etree.parse(str(UPDATE_EXAMPLE)).getroot(), CASE_SERVICE),
     ]
     with session_for(pki, "gateway") as session:
         for port_name, operation, payload, address in sent:
@@ -335,13 +349,40 @@ def test_receive_plays_both_directions_of_both_contracts(steady: dict[str, Any],
             assert answer.status_code == 200, answer.text
             assert b"<core:resultCode>OK</core:resultCode>" in answer.content
     receive.wait(lambda: len(receive.arrivals) == len(sent))
-    seen = [(a["endpoint"], a["operation"], a["logicalAddress"], a["answer"]) for a in receive.arrivals]
+    seen = [
+        (a["endpoint"], a["operation"], a["updateType"], a["logicalAddress"], a["answer"])
+        for a in receive.arrivals
+    ]
     assert seen == [
-        ("deviation-a-update-case", "UpdateCase", UNIT, "OK"),
-        ("deviation-b-update-case", "UpdateCase", BOARD, "OK"),
-        ("1177-register-case", "RegisterCase", CASE_SERVICE, "OK"),
-        ("1177-case-service", "UpdateCase", CASE_SERVICE, "OK"),
+        ("deviation-a-update-case", "UpdateCase", "SUPPLEMENT", UNIT, "OK"),
+        ("deviation-b-update-case", "UpdateCase", "SUPPLEMENT", BOARD, "OK"),
+        ("1177-register-case", "RegisterCase", None, CASE_SERVICE, "OK"),
+        ("1177-case-service", "UpdateCase", "ANSWER", CASE_SERVICE, "OK"),
     ]
     assert {a["caller"] for a in receive.arrivals} == {"SE2321000016-GW01"}
-    assert receive.arrivals[0]["updateType"] == "ANSWER"
+
+    # through the gateway: 1177's case and its SUPPLEMENT to deviation-a, deviation-a's phone case to 1177
+    inera, region = _client(pki, gateway, "1177"), _client(pki, gateway, "deviation-a")
+    calls = [
+        (inera, "RegisterCase", UNIT, _payload(REGISTER_EXAMPLE, caseId="RECEIVE-G1")),
+        (inera, "UpdateCase", UNIT, _supplement("RECEIVE-G1")),
+        (region, "RegisterCase", CASE_SERVICE, _phone_case("DEV1-RECEIVE-G2")),
+    ]
+    for client, operation, address, payload in calls:
+        assert as_dict(client.call(operation, address, payload))["result"]["resultCode"] == "OK"
+    receive.wait(lambda: len(receive.arrivals) == len(sent) + len(calls))
+    delivered = {
+        (a["endpoint"], a["operation"], a["caseId"], a["updateType"], a["logicalAddress"], a["answer"])
+        for a in receive.arrivals[len(sent) :]
+    }
+    assert delivered == {
+        ("deviation-a", "RegisterCase", "RECEIVE-G1", None, UNIT, "OK"),
+        ("deviation-a-update-case", "UpdateCase", "RECEIVE-G1", "SUPPLEMENT", UNIT, "OK"),
+        ("1177-register-case", "RegisterCase", "DEV1-RECEIVE-G2", None, CASE_SERVICE, "OK"),
+    }
+    # one case's messages leave in order: the case before the citizen's supplement to it
+    assert [a["operation"] for a in receive.arrivals[len(sent) :] if a["caseId"] == "RECEIVE-G1"] == [
+        "RegisterCase",
+        "UpdateCase",
+    ]
     assert receive.stop(signal.SIGTERM) == 0
