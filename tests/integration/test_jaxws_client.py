@@ -41,12 +41,8 @@ UNIT, CASE_SERVICE = "SE2321000016-7Q6X", "SE5565594230-CAF1"
 CLIENTS = ROOT / "tests" / "data" / "jaxws"
 #: the JAX-WS RI runtime of Debian's libjaxws-java; its manifest's Class-Path brings JAXB, SAAJ and the APIs
 JAXWS_RT = Path("/usr/share/java/jaxws-rt.jar")
-INTERACTIONS = Path("wsdl/complaintsandfeedback/interactions")
-#: Java package of the generated classes -> the WSDL (relative to the copy of wsdl/'s parent)
-WSDLS = {
-    "caf.registercase": INTERACTIONS / "RegisterCaseInteraction/RegisterCaseInteraction_1.0_RIVTABP21.wsdl",
-    "caf.updatecase": INTERACTIONS / "UpdateCaseInteraction/UpdateCaseInteraction_1.0_RIVTABP21.wsdl",
-}
+#: Java package of the generated classes -> the contract whose WSDL (from the registry) they come from
+PACKAGES = {"caf.registercase": "RegisterCase", "caf.updatecase": "UpdateCase"}
 WSIMPORT = ("wsimport", "-Xnocompile", "-keep", "-quiet")
 TOOL_SECONDS = 180  # wsimport and javac on a busy 2-core machine take a few seconds each
 
@@ -59,7 +55,9 @@ class JaxWs:
     classes: Path
 
     def wsdl(self, package: str) -> Path:
-        return self.work / WSDLS[package]
+        """The copy of the contract's WSDL file in ``work`` (wsdl/ copied whole, so its imports resolve)."""
+        original = load_registry().by_operation(PACKAGES[package]).wsdl_file
+        return self.work / original.relative_to(ROOT)
 
 
 def _run(argv: list[str], what: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -84,12 +82,14 @@ def jaxws(tmp_path_factory: pytest.TempPathFactory) -> JaxWs:
         pytest.skip(reason)
     work = tmp_path_factory.mktemp("jaxws")
     shutil.copytree(ROOT / "wsdl", work / "wsdl")
-    sources, classes = work / "src", work / "classes"
+    stubs = JaxWs(work, work / "classes")
+    sources = work / "src"
     sources.mkdir()
-    classes.mkdir()
-    for package, wsdl in WSDLS.items():
+    stubs.classes.mkdir()
+    for package in PACKAGES:
+        wsdl = stubs.wsdl(package)
         _run(
-            [*WSIMPORT, "-d", str(classes), "-s", str(sources), "-p", package, str(work / wsdl)],
+            [*WSIMPORT, "-d", str(stubs.classes), "-s", str(sources), "-p", package, str(wsdl)],
             f"wsimport of {wsdl.name}",
             work,
         )
@@ -97,11 +97,21 @@ def jaxws(tmp_path_factory: pytest.TempPathFactory) -> JaxWs:
         str(p) for p in CLIENTS.glob("*.java")
     )
     _run(
-        ["javac", "-encoding", "UTF-8", "-nowarn", "-cp", str(JAXWS_RT), "-d", str(classes), *java_files],
+        [
+            "javac",
+            "-encoding",
+            "UTF-8",
+            "-nowarn",
+            "-cp",
+            str(JAXWS_RT),
+            "-d",
+            str(stubs.classes),
+            *java_files,
+        ],
         "javac of the generated classes and tests/data/jaxws",
         work,
     )
-    return JaxWs(work, classes)
+    return stubs
 
 
 def _java_stores(pki: ExamplePki, who: str, directory: Path) -> list[str]:
