@@ -50,6 +50,8 @@ __all__ = [
     "generate_example_pki",
     "hsa_id_from_certificate",
     "load_example_pki",
+    "pkcs12_key_store",
+    "pkcs12_trust_store",
 ]
 
 _CA_NAME = "CAF Gateway Demo CA"
@@ -194,18 +196,44 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _pkcs12(
-    name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey, ca: x509.Certificate
-) -> bytes:
-    """Certificate, key and CA as PKCS#12 with AES-256 and SHA-256, which browsers import."""
-    protection = (
+def _pkcs12_protection(password: str) -> serialization.KeySerializationEncryption:
+    return (
         serialization.PrivateFormat.PKCS12.encryption_builder()
         .kdf_rounds(50_000)
         .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
         .hmac_hash(hashes.SHA256())
-        .build(PKCS12_PASSWORD.encode())
+        .build(password.encode())
     )
-    return pkcs12.serialize_key_and_certificates(name.encode(), key, cert, [ca], protection)
+
+
+def _pkcs12(
+    name: str,
+    cert: x509.Certificate,
+    key: ec.EllipticCurvePrivateKey,
+    ca: x509.Certificate,
+    password: str = PKCS12_PASSWORD,
+) -> bytes:
+    """Certificate, key and CA as PKCS#12 with AES-256 and SHA-256, which browsers (and Java) import."""
+    return pkcs12.serialize_key_and_certificates(name.encode(), key, cert, [ca], _pkcs12_protection(password))
+
+
+def pkcs12_key_store(identity: Identity, ca_cert: Path, password: str = PKCS12_PASSWORD) -> bytes:
+    """``identity``'s certificate and key, with the CA, as a PKCS#12 key store (e.g. a Java client's
+    ``javax.net.ssl.keyStore``)."""
+    key = serialization.load_pem_private_key(identity.key.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{identity.key} is not an EC private key of the example PKI")
+    cert = x509.load_pem_x509_certificate(identity.cert.read_bytes())
+    ca = x509.load_pem_x509_certificate(ca_cert.read_bytes())
+    return _pkcs12(identity.name, cert, key, ca, password)
+
+
+def pkcs12_trust_store(ca_cert: Path, password: str = PKCS12_PASSWORD) -> bytes:
+    """The CA as a PKCS#12 trust store that Java reads as a trusted certificate entry
+    (``javax.net.ssl.trustStore``)."""
+    ca = x509.load_pem_x509_certificate(ca_cert.read_bytes())
+    entry = pkcs12.PKCS12Certificate(ca, b"ca")
+    return pkcs12.serialize_java_truststore([entry], _pkcs12_protection(password))
 
 
 def _cert_pem(cert: x509.Certificate) -> bytes:

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -104,10 +105,20 @@ class ReceiverProcess:
 
 
 def catalogue_for(workdir: Path, receivers: dict[str, ReceiverProcess]) -> Path:
-    """examples/routing.yaml with its endpoints pointed at the given receivers (by endpoint name)."""
+    """examples/routing.yaml with its endpoints pointed at the given receivers (by endpoint name).
+
+    An endpoint not named takes the receiver of a named one at the same example address (a system's
+    RegisterCase and UpdateCase endpoints share a port), so no endpoint is left at a fixed port of its own
+    beside a receiver for the same system.
+    """
     data = yaml.safe_load((ROOT / "examples" / "routing.yaml").read_text())
+    by_port = {
+        urlsplit(endpoint["url"]).netloc: receivers[endpoint["name"]]
+        for endpoint in data["endpoints"]
+        if endpoint["name"] in receivers
+    }
     for endpoint in data["endpoints"]:
-        receiver = receivers.get(endpoint["name"])
+        receiver = receivers.get(endpoint["name"]) or by_port.get(urlsplit(endpoint["url"]).netloc)
         if receiver is not None:
             operation = "UpdateCase" if "UpdateCase" in endpoint["url"] else "RegisterCase"
             endpoint["url"] = receiver.url(operation)

@@ -114,7 +114,11 @@ def test_readme_quick_start_delivers_the_example_case(tmp_path: Path) -> None:
         _wait_line(notes, noted, re.compile(r"gateway receive: .*Ctrl-C stops"), 60)
         assert [n for n in noted if "receiving as" in n] == [
             f"gateway receive: receiving as {name} on https://localhost:{port} (routing version 1)"
-            for name, port in (("deviation-a", 9444), ("deviation-b", 9445), ("1177-case-service", 9446))
+            for name, port in (
+                ("deviation-a, deviation-a-update-case", 9444),
+                ("deviation-b, deviation-b-update-case", 9445),
+                ("1177-case-service, 1177-register-case", 9446),
+            )
         ]
 
         seen: list[str] = []

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,14 +28,22 @@ from gateway.certs import ExamplePki
 from gateway.soap.client import ClientTls, SoapClient, as_dict
 from outbox.schema import outbox_attempt, outbox_message
 from tests.integration.conftest import REGISTER_EXAMPLE, UPDATE_EXAMPLE, session_for
+from tests.integration.envelopes import envelope
 from tests.integration.harness import GatewayProcess, free_port
 from tests.integration.receivers import catalogue_for
 
 pytestmark = pytest.mark.slow
-UNIT, CASE_SERVICE = "SE2321000016-7Q6X", "SE5565594230-CAF1"
+UNIT, BOARD, CASE_SERVICE = "SE2321000016-7Q6X", "SE2321000016-PN01", "SE5565594230-CAF1"
 FAIL_RATE, SEED = 0.5, 1
 CASES = ["RECEIVE-1", "RECEIVE-2", "RECEIVE-3"]
 MAX_BODY = 100_000  # above the largest legal body of the config below
+#: the other catalogue endpoint each receiver's port plays (examples/routing.yaml)
+PLAYS = {
+    "deviation-a": "deviation-a-update-case",
+    "deviation-b": "deviation-b-update-case",
+    "1177-case-service": "1177-register-case",
+}
+PORT_A = "deviation-a, deviation-a-update-case"  # how notes name deviation-a's port
 
 
 @dataclass
@@ -121,6 +130,16 @@ class Receive:
 
 @pytest.fixture
 def demo(db_url: str, pki: ExamplePki, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    yield from _demo(db_url, pki, tmp_path, "--fail-rate", str(FAIL_RATE), "--seed", str(SEED))
+
+
+@pytest.fixture
+def steady(db_url: str, pki: ExamplePki, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """The demo without failures: every valid arrival is answered OK."""
+    yield from _demo(db_url, pki, tmp_path)
+
+
+def _demo(db_url: str, pki: ExamplePki, tmp_path: Path, *receive_args: str) -> Iterator[dict[str, Any]]:
     ports = {"deviation-a": _Port(free_port()), "deviation-b": _Port(free_port())}
     ports["1177-case-service"] = _Port(free_port())
     gateway = GatewayProcess(
@@ -141,7 +160,7 @@ def demo(db_url: str, pki: ExamplePki, tmp_path: Path) -> Iterator[dict[str, Any
             "soap": {"max_envelope_bytes": 16384, "max_attachment_bytes": 1024},
         },
     ).start()
-    receive = Receive(tmp_path / "gateway.toml", "--json", "--fail-rate", str(FAIL_RATE), "--seed", str(SEED))
+    receive = Receive(tmp_path / "gateway.toml", "--json", *receive_args)
     try:
         receive.wait(lambda: any("Ctrl-C stops" in n for n in receive.notes), timeout=30)
         yield {"gateway": gateway, "receive": receive, "ports": ports, "db_url": db_url}
@@ -172,9 +191,10 @@ def test_receive_plays_the_catalogue_and_the_outbox_retries_its_failures(
     for note, (name, port) in zip(
         receive.notes, sorted(demo["ports"].items(), key=lambda p: p[1].port), strict=False
     ):
+        label = f"{name}, {PLAYS[name]}"  # a system's RegisterCase and UpdateCase endpoints share its port
         assert (
             note
-            == f"gateway receive: receiving as {name} on https://localhost:{port.port} (routing version 1)"
+            == f"gateway receive: receiving as {label} on https://localhost:{port.port} (routing version 1)"
         )
     for case in CASES:
         answer = as_dict(
@@ -260,9 +280,9 @@ def test_receive_refuses_what_is_invalid_and_a_port_in_use(
     handshakes = [n for n in receive.notes if "TLS handshake" in n]
     assert (
         handshakes[0]
-        == "gateway receive: TLS handshake on deviation-a refused: PEER_DID_NOT_RETURN_A_CERTIFICATE"
+        == f"gateway receive: TLS handshake on {PORT_A} refused: PEER_DID_NOT_RETURN_A_CERTIFICATE"
     )
-    assert handshakes[1] == "gateway receive: TLS handshake on deviation-a refused: certificate revoked"
+    assert handshakes[1] == f"gateway receive: TLS handshake on {PORT_A} refused: certificate revoked"
 
     second = subprocess.run(
         [
@@ -286,9 +306,83 @@ def test_receive_refuses_what_is_invalid_and_a_port_in_use(
     )
     assert second.returncode == 5
     assert second.stderr.splitlines()[-1] == (
-        f"gateway: cannot listen on 127.0.0.1:{port} for deviation-a: address already in use; "
+        f"gateway: cannot listen on 127.0.0.1:{port} for {PORT_A}: address already in use; "
         "stop what holds the port, or choose others with --endpoint or --port"
     )
     assert "Traceback" not in second.stderr
 
+    assert receive.stop(signal.SIGTERM) == 0
+
+
+def _supplement(case_id: str) -> etree._Element:
+    """1177's SUPPLEMENT for ``case_id``: the example update, the other way (1177 numbers its own)."""
+    return _payload(UPDATE_EXAMPLE, caseId=case_id, messageId=str(uuid.uuid4()), updateType="SUPPLEMENT")
+
+
+def _phone_case(case_id: str) -> etree._Element:
+    """The example case as a region's system registers it after a phone call."""
+    root = _payload(REGISTER_EXAMPLE, caseId=case_id)
+    etree.SubElement(root, f"{{{etree.QName(root).namespace}}}channel").text = "PHONE"
+    return root
+
+
+def test_receive_plays_both_directions_of_both_contracts(steady: dict[str, Any], pki: ExamplePki) -> None:
+    """UpdateCase arrives at a deviation system's UpdateCase endpoint (1177's messages to the handling
+    system) and RegisterCase at 1177's (a case started outside 1177): posted directly, the receiver names the
+    endpoint by the URL path, validates against the contract and answers OK; sent through the gateway, the
+    outbox delivers each to the endpoint the catalogue routes it to."""
+    receive, ports, gateway = steady["receive"], steady["ports"], steady["gateway"]
+    sent = [
+        ("deviation-a", "UpdateCase", _supplement("RECEIVE-S1"), UNIT),
+        ("deviation-b", "UpdateCase", _supplement("RECEIVE-S2"), BOARD),
+        ("1177-case-service", "RegisterCase", _phone_case("RECEIVE-P1"), CASE_SERVICE),
+        ("1177-case-service", "UpdateCase", etree.parse(str(UPDATE_EXAMPLE)).getroot(), CASE_SERVICE),
+    ]
+    with session_for(pki, "gateway") as session:
+        for port_name, operation, payload, address in sent:
+            answer = session.post(
+                ports[port_name].url(operation),
+                data=envelope(payload, address),
+                headers={"Content-Type": "text/xml; charset=utf-8"},
+                timeout=10,
+            )
+            assert answer.status_code == 200, answer.text
+            assert b"<core:resultCode>OK</core:resultCode>" in answer.content
+    receive.wait(lambda: len(receive.arrivals) == len(sent))
+    seen = [
+        (a["endpoint"], a["operation"], a["updateType"], a["logicalAddress"], a["answer"])
+        for a in receive.arrivals
+    ]
+    assert seen == [
+        ("deviation-a-update-case", "UpdateCase", "SUPPLEMENT", UNIT, "OK"),
+        ("deviation-b-update-case", "UpdateCase", "SUPPLEMENT", BOARD, "OK"),
+        ("1177-register-case", "RegisterCase", None, CASE_SERVICE, "OK"),
+        ("1177-case-service", "UpdateCase", "ANSWER", CASE_SERVICE, "OK"),
+    ]
+    assert {a["caller"] for a in receive.arrivals} == {"SE2321000016-GW01"}
+
+    # through the gateway: 1177's case and its SUPPLEMENT to deviation-a, deviation-a's phone case to 1177
+    inera, region = _client(pki, gateway, "1177"), _client(pki, gateway, "deviation-a")
+    calls = [
+        (inera, "RegisterCase", UNIT, _payload(REGISTER_EXAMPLE, caseId="RECEIVE-G1")),
+        (inera, "UpdateCase", UNIT, _supplement("RECEIVE-G1")),
+        (region, "RegisterCase", CASE_SERVICE, _phone_case("DEV1-RECEIVE-G2")),
+    ]
+    for client, operation, address, payload in calls:
+        assert as_dict(client.call(operation, address, payload))["result"]["resultCode"] == "OK"
+    receive.wait(lambda: len(receive.arrivals) == len(sent) + len(calls))
+    delivered = {
+        (a["endpoint"], a["operation"], a["caseId"], a["updateType"], a["logicalAddress"], a["answer"])
+        for a in receive.arrivals[len(sent) :]
+    }
+    assert delivered == {
+        ("deviation-a", "RegisterCase", "RECEIVE-G1", None, UNIT, "OK"),
+        ("deviation-a-update-case", "UpdateCase", "RECEIVE-G1", "SUPPLEMENT", UNIT, "OK"),
+        ("1177-register-case", "RegisterCase", "DEV1-RECEIVE-G2", None, CASE_SERVICE, "OK"),
+    }
+    # one case's messages leave in order: the case before the citizen's supplement to it
+    assert [a["operation"] for a in receive.arrivals[len(sent) :] if a["caseId"] == "RECEIVE-G1"] == [
+        "RegisterCase",
+        "UpdateCase",
+    ]
     assert receive.stop(signal.SIGTERM) == 0

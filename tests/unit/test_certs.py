@@ -168,6 +168,26 @@ def test_person_certificates_also_as_pkcs12_with_the_demo_password(pki: ExampleP
     assert [c.certificate for c in bundle.additional_certs] == [_cert(pki.ca_cert)]
 
 
+def test_key_and_trust_stores_for_java_clients(pki: ExamplePki) -> None:
+    """Any client's certificate and key as a PKCS#12 key store, and the CA as a PKCS#12 trust store whose
+    entry carries Java's trusted-certificate attribute (tests/integration/test_jaxws_client.py uses both)."""
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    from gateway.certs import pkcs12_key_store, pkcs12_trust_store
+
+    ident = pki.clients["1177"]
+    bundle = pkcs12.load_pkcs12(pkcs12_key_store(ident, pki.ca_cert, "secret"), b"secret")
+    assert bundle.cert is not None and bundle.key is not None  # noqa: PT018
+    assert bundle.cert.certificate == _cert(ident.cert)
+    key = serialization.load_pem_private_key(ident.key.read_bytes(), password=None)
+    assert bundle.key.public_key().public_numbers() == key.public_key().public_numbers()  # type: ignore[union-attr]
+    trust = pkcs12.load_pkcs12(pkcs12_trust_store(pki.ca_cert, "secret"), b"secret")
+    assert trust.key is None and trust.cert is None  # noqa: PT018
+    assert [c.certificate for c in trust.additional_certs] == [_cert(pki.ca_cert)]
+    with pytest.raises(ValueError, match="password"):
+        pkcs12.load_pkcs12(pkcs12_trust_store(pki.ca_cert), b"wrong")
+
+
 def test_only_person_certificates_have_pkcs12(pki: ExamplePki) -> None:
     assert {name for name, ident in pki.clients.items() if ident.p12 is not None} == set(PERSONS)
 
