@@ -2,11 +2,15 @@
 
 RegisterCase: a case record, and an outbox message to the receiving system; a case to a unit handled in
 the gateway's own case desk is confirmed at once instead, with the desk's RECEIVED update to 1177
-(``gateway.cases.outgoing``). UpdateCase: only from the system the case was routed to, and only what the
-case's state machine allows (``gateway.cases.state``: nothing after CLOSED); it updates the case record
-(and its optimistic-lock ``version``) and queues the update for 1177. ``REDIRECTED`` to a unit handled
-elsewhere moves the case and delivers it to its new receiver; into a desk unit, it lands in the desk and
-the desk confirms it with RECEIVED. Either all of it is committed with the inbox row, or none of it.
+(``gateway.cases.outgoing``). A case started outside 1177 (``channel`` other than WEB) comes from a
+region's system addressed to 1177's case service: it is delivered to 1177, and its sender becomes the
+case's handling system. UpdateCase from the handling side: only from the system the case was routed to,
+and only what the case's state machine allows (``gateway.cases.state``: nothing after CLOSED); it updates
+the case record (and its optimistic-lock ``version``) and queues the update for 1177. ``REDIRECTED`` to a
+unit handled elsewhere moves the case and delivers it, readdressed, to its new receiver; into a desk unit,
+it lands in the desk and the desk confirms it with RECEIVED. ``UNIT_CORRECTED`` (patient boards) sets the
+concerned unit; the board stays the handling unit. The citizen's messages from 1177 go the other way
+(``gateway.cases.citizen``). Either all of it is committed with the inbox row, or none of it.
 """
 
 from __future__ import annotations
@@ -22,10 +26,19 @@ from sqlalchemy import Connection, select, update
 
 from contracts import registercase, updatecase
 from contracts.model import Unit, parse_date
+from gateway.cases.citizen import CitizenFlow, refused
 from gateway.cases.inbox import NewCase, Outcome, inbox_message
 from gateway.cases.outgoing import CaseService, payload_bytes, received_update
-from gateway.cases.records import DESK, age_at, case_record, local
-from gateway.cases.state import CaseState, Refusal, Sender, judge
+from gateway.cases.records import (
+    DESK,
+    age_at,
+    case_record,
+    hsa_kind,
+    local,
+    recipient_type_of,
+    state_of,
+)
+from gateway.cases.state import Refusal, Sender, Transition, judge, sequence_refusal
 from outbox import NewMessage, enqueue, now_ms
 from routing import Decision, RoutingHolder
 from routing.errors import DecisionError
@@ -45,14 +58,30 @@ class Redirect:
     decision: Decision | None = None
 
 
-def redirected_case(original: bytes, unit: str, unit_name: str | None, keep_name: bool) -> bytes:
+def redirected_case(
+    original: bytes,
+    unit: str,
+    unit_name: str | None,
+    keep_name: bool,
+    recipient_type: str | None = None,
+) -> bytes:
     """The stored RegisterCase of a case, readdressed to ``unit`` for its new receiving system.
 
     ``unit_name`` replaces the recipient's unit name; without one the old name is dropped, unless
-    ``keep_name`` (the unit did not change, only the system that handles it).
+    ``keep_name`` (the unit did not change, only the system that handles it). ``recipient_type`` (from the
+    HSA tree's kind of the new unit) replaces the recipient's type; for a care unit the incident's
+    ``locationDescription`` (a patient board's free-text place) no longer applies and is dropped.
     """
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
     case = etree.fromstring(original, parser)
+    if recipient_type is not None:
+        kind = case.find(f"{{{registercase.NAMESPACE}}}recipient/{{*}}recipientType")
+        if kind is not None:
+            kind.text = recipient_type
+        if recipient_type == "CARE_UNIT":
+            location = case.find(f"{{{registercase.NAMESPACE}}}incident/{{*}}locationDescription")
+            if location is not None and (parent := location.getparent()) is not None:
+                parent.remove(location)
     unit_id = case.find(f"{{{registercase.NAMESPACE}}}recipient/{{*}}unit/{{*}}unitId")
     if unit_id is not None:
         unit_id.text = unit
@@ -81,6 +110,7 @@ class CaseFlow:
         self.case_service = (
             CaseService(routing, case_service_address) if case_service_address is not None else None
         )
+        self.citizen = CitizenFlow(routing, self.case_service, clock)
 
     def _send(
         self,
@@ -131,9 +161,11 @@ class CaseFlow:
         correlation_id: str,
         consumer: str,
         logical_address: str,
+        caller: str | None = None,
     ) -> NewCase:
         """The case record of a new case and its first delivery: to the unit's system, or, for a unit
-        handled in the desk, the desk's RECEIVED to 1177."""
+        handled in the desk, the desk's RECEIVED to 1177. A case started outside 1177 (``channel`` other
+        than WEB) is delivered to 1177, and ``caller`` (its sender) handles it."""
         now = datetime.now(UTC)
         submitted = local(req.submitted_at)
         incident = req.incident
@@ -157,7 +189,7 @@ class CaseFlow:
             "received_at": now,
             "status": "REGISTERED",
             "route_target": decision.target,
-            "receiving_system": _receiver(decision),
+            "receiving_system": _receiver(decision) if req.channel == "WEB" else (caller or consumer),
             "routing_version": self.routing.table.version,
             "updated_at": now,
             "closed_at": None,
@@ -166,7 +198,12 @@ class CaseFlow:
             "open_question": None,
             "handler_turn_since": now,  # a new case waits for its handler
             "attachments_allowed": False,
+            "citizen_sequence": None,
+            "reporter_role": req.reporter_role,
+            "channel": req.channel,
         }
+        if decision.internal and req.channel != "WEB":
+            return NewCase(record)  # nothing to deliver to: the case is the sender's own
         if decision.internal:
             unit = Unit(req.recipient_unit.unit_id, req.recipient_unit.unit_name)
             received = self._desk_confirmation(req.case_id, unit, now, correlation_id)
@@ -192,34 +229,38 @@ class CaseFlow:
         return NewCase(record, delivery, lambda inbox_id: f"RegisterCase:{inbox_id}:{target}", self.clock())
 
     # -- UpdateCase -----------------------------------------------------------------------------------------
+    def _judge(self, row: Any, req: updatecase.UpdateCase) -> Transition | Refusal:
+        """The state machine's verdict on a handling side's update of the case in ``row``."""
+        corrected = None
+        if req.update_type == "UNIT_CORRECTED":
+            # the corrected unit: concernedUnit; an older sender names it in handlingUnit
+            unit = req.concerned_unit or req.handling_unit
+            corrected = unit.unit_id if unit is not None else None
+        table = self.routing.table
+        return judge(
+            state_of(row, table),
+            req.update_type,
+            Sender.HANDLER,
+            message_id=req.message_id,
+            corrected_unit=corrected,
+            unit_kind=hsa_kind(table, corrected) if corrected is not None else None,
+        )
+
     def check_update(
         self, req: updatecase.UpdateCase, consumer: str, redirect: Redirect | None
     ) -> Callable[[Connection], Outcome | None]:
         def check(conn: Connection) -> Outcome | None:
-            row = conn.execute(
-                select(
-                    case_record.c.receiving_system,
-                    case_record.c.last_sequence,
-                    case_record.c.status,
-                    case_record.c.open_question,
-                )
-                .where(case_record.c.case_id == req.case_id)
-                .with_for_update()
-            ).first()
+            row = conn.execute(_CASE.where(case_record.c.case_id == req.case_id).with_for_update()).first()
             if row is None:
                 return Outcome.UNKNOWN_CASE
             if row.receiving_system != consumer:
+                if self.citizen.is_citizen_service(consumer):
+                    return Outcome.NOT_SENDERS_UPDATE  # 1177 sends the citizen's messages only
                 return Outcome.NOT_ALLOWED
-            verdict = judge(
-                CaseState(row.status, row.open_question),
-                req.update_type,
-                Sender.HANDLER,
-                message_id=req.message_id,
-            )
+            verdict = self._judge(row, req)
             if isinstance(verdict, Refusal):
-                # an integrated system sends only the handling side's update types (the schema's list)
-                return Outcome.CASE_CLOSED if verdict.sub_code == "CASE_CLOSED" else Outcome.NOT_ALLOWED
-            if row.last_sequence is not None and req.sequence_number <= row.last_sequence:
+                return refused(verdict)
+            if sequence_refusal(row.last_sequence, req.sequence_number) is not None:
                 return Outcome.STALE
             if redirect is not None:
                 try:
@@ -243,21 +284,8 @@ class CaseFlow:
     ) -> Callable[[Connection, int, bytes], None]:
         def then(conn: Connection, inbox_id: int, payload: bytes) -> None:
             now = datetime.now(UTC)
-            current = conn.execute(
-                select(
-                    case_record.c.route_target,
-                    case_record.c.status,
-                    case_record.c.open_question,
-                    case_record.c.handler_turn_since,
-                    case_record.c.closed_at,
-                ).where(case_record.c.case_id == req.case_id)
-            ).one()
-            verdict = judge(
-                CaseState(current.status, current.open_question),
-                req.update_type,
-                Sender.HANDLER,
-                message_id=req.message_id,
-            )
+            current = conn.execute(_CASE.where(case_record.c.case_id == req.case_id)).one()
+            verdict = self._judge(current, req)
             assert not isinstance(verdict, Refusal), "check_update refuses what judge refuses"
             values: dict[str, object] = {
                 "last_sequence": req.sequence_number,
@@ -267,8 +295,17 @@ class CaseFlow:
                 "open_question": verdict.open_question,
                 "handler_turn_since": (current.handler_turn_since or now) if verdict.handler_turn else None,
             }
-            if req.handling_unit is not None:
+            kind = req.update_type
+            if kind == "UNIT_CORRECTED":
+                unit = req.concerned_unit or req.handling_unit
+                if unit is not None:  # the board stays the handling unit
+                    values["concerned_unit"] = unit.unit_id
+            elif req.handling_unit is not None:
                 values["handling_unit"] = req.handling_unit.unit_id
+            if kind == "REDIRECTED" and req.handling_unit is not None:
+                values["recipient_type"] = self._recipient_type(req.handling_unit.unit_id)
+            if kind in ("IN_PROGRESS", "QUESTION") and req.attachments_allowed is not None:
+                values["attachments_allowed"] = req.attachments_allowed  # the latest value holds
             if req.closed_at and current.closed_at is None:  # closedAt is set once
                 values["closed_at"] = local(req.closed_at)
             for field in updatecase.STATISTICS_FIELDS:
@@ -329,18 +366,42 @@ class CaseFlow:
             )
         ).scalar_one()
         name = req.handling_unit.unit_name if req.handling_unit is not None else None
+        readdressed = redirected_case(
+            bytes(original),
+            unit,
+            name,
+            keep_name=req.handling_unit is None,
+            recipient_type=self._recipient_type(unit),
+        )
         self._send(
             conn,
             req.case_id,
             "RegisterCase",
             route.target,
             unit,
-            redirected_case(bytes(original), unit, name, keep_name=req.handling_unit is None),
+            readdressed,
             correlation_id,
             f"RegisterCase:{inbox_id}:{route.target}",
             consumer,
         )
 
+    def _recipient_type(self, unit: str) -> str:
+        return recipient_type_of(hsa_kind(self.routing.table, unit))
+
+
+#: what the handling side's checks read of a case
+_CASE = select(
+    case_record.c.receiving_system,
+    case_record.c.last_sequence,
+    case_record.c.status,
+    case_record.c.open_question,
+    case_record.c.attachments_allowed,
+    case_record.c.recipient_type,
+    case_record.c.handling_unit,
+    case_record.c.route_target,
+    case_record.c.handler_turn_since,
+    case_record.c.closed_at,
+)
 
 _STATISTICS_COLUMNS = {
     "mainProblem": "main_problem",

@@ -124,6 +124,14 @@ class Outcome(enum.Enum):
     NOT_ALLOWED = "not-allowed"
     UNROUTABLE_REDIRECT = "unroutable-redirect"
     CASE_CLOSED = "case-closed"
+    # the state machine's and the citizen direction's refusals (the member's name is the subCode)
+    NOT_SENDERS_UPDATE = "not-senders-update"
+    NOT_CITIZEN_SERVICE = "not-citizen-service"
+    NOT_CASE_UNIT = "not-case-unit"
+    NO_OPEN_QUESTION = "no-open-question"
+    ATTACHMENTS_NOT_ALLOWED = "attachments-not-allowed"
+    NOT_PATIENT_BOARD_CASE = "not-patient-board-case"
+    UNKNOWN_UNIT = "unknown-unit"
 
 
 @dataclass(frozen=True)

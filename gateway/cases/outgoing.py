@@ -53,6 +53,12 @@ class CaseService:
             return None
         return None if decision.internal else decision
 
+    def citizen_service(self, now: datetime | None = None) -> str | None:
+        """Who 1177 is: the component (HSA-id) of the endpoint that UpdateCase at the case service address
+        routes to; None when there is no such route. Only it may send the citizen's messages."""
+        decision = self.route(now)
+        return decision.endpoint.component if decision is not None and decision.endpoint else None
+
     def message(
         self,
         decision: Decision,

@@ -4,25 +4,41 @@ Statistics cover every case, whichever system handles it, by unit, care provider
 record keeps the units, category, the subject's age at submission and gender code (never the personal
 identity number), problem and business-area codes, the event date, the received, and closed times, and
 where the case went (route and receiving system). Updates change status, handling unit, closed time and
-corrected codes.
+corrected codes. The reporter's role and the channel the case came by (WEB through 1177, or PHONE, LETTER,
+VISIT, OTHER for a case a region's system registered) are kept for statistics; a patient board's corrected
+unit (UNIT_CORRECTED) is the concerned unit, the board stays the handling unit.
 
 The case desk adds what handling a case needs: ``version`` (the optimistic lock: every change to a record,
 from any path, adds one, so a desk handler acting on an older view is told the case changed), the open
 question (the messageId of the counter-question the citizen has not answered), since when it has been the
-handler's turn, and whether the citizen may attach files. ``ix_case_record_desk`` serves the desk's case
+handler's turn, and whether the citizen may attach files. Sequence numbers are per case and sender:
+``last_sequence`` is the handling side's (reset when a redirect hands the case to another system),
+``citizen_sequence`` 1177's. ``ix_case_record_desk`` serves the desk's case
 list (the cases handled in the desk, by unit, newest first).
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, Column, Date, DateTime, Index, Integer, String, Table, text
 
 from contracts.db import metadata
 from contracts.model import PersonId, parse_timestamp
+from gateway.cases.state import CaseState
+from routing import RoutingTable
 
-__all__ = ["DESK", "STATUS_BY_UPDATE", "age_at", "case_record"]
+__all__ = [
+    "DESK",
+    "PATIENT_BOARD_KIND",
+    "STATUS_BY_UPDATE",
+    "age_at",
+    "case_record",
+    "hsa_kind",
+    "recipient_type_of",
+    "state_of",
+]
 
 case_record = Table(
     "case_record",
@@ -53,6 +69,10 @@ case_record = Table(
     Column("open_question", String(64), nullable=True),
     Column("handler_turn_since", DateTime(timezone=True), nullable=True),
     Column("attachments_allowed", Boolean, nullable=False, server_default=text("false")),
+    # 1177's own numbering of its messages about the case (the citizen's reply, supplements)
+    Column("citizen_sequence", BigInteger, nullable=True),
+    Column("reporter_role", String(16), nullable=True),  # NULL for cases stored before it was kept
+    Column("channel", String(8), nullable=False, server_default=text("'WEB'")),
     Index(
         "ix_case_record_desk",
         "handling_unit",
@@ -74,8 +94,30 @@ STATUS_BY_UPDATE = {
     "ANSWER": "ANSWERED",
     "CLOSED": "CLOSED",
     "REDIRECTED": "REDIRECTED",
-    "UNIT_CORRECTED": None,  # the unit changes, the status does not
+    "UNIT_CORRECTED": None,  # the concerned unit changes, the status does not
+    "CITIZEN_REPLY": "IN_PROGRESS",
+    "SUPPLEMENT": None,
 }
+
+#: the HSA tree's kind of a patient board (``routing`` catalogue, ``hsa[].kind``)
+PATIENT_BOARD_KIND = "patient-board"
+
+
+def hsa_kind(table: RoutingTable, hsa_id: str) -> str | None:
+    """The kind of ``hsa_id`` in the catalogue's HSA tree (unit, patient-board, …); None if not in it."""
+    return next((node.kind for node in table.catalogue.hsa if node.hsa_id == hsa_id), None)
+
+
+def recipient_type_of(kind: str | None) -> str:
+    """The RegisterCase recipientType of a unit of this HSA kind."""
+    return "PATIENT_BOARD" if kind == PATIENT_BOARD_KIND else "CARE_UNIT"
+
+
+def state_of(row: Any, table: RoutingTable) -> CaseState:
+    """The state machine's view of a case record row (``status``, ``open_question``,
+    ``attachments_allowed``, ``recipient_type``, ``handling_unit``)."""
+    board = row.recipient_type == "PATIENT_BOARD" or hsa_kind(table, row.handling_unit) == PATIENT_BOARD_KIND
+    return CaseState(row.status, row.open_question, bool(row.attachments_allowed), board)
 
 
 def age_at(person: PersonId, on: date) -> int | None:

@@ -27,6 +27,7 @@ from contracts.model import Attachment, Result, parse_date, parse_timestamp
 from contracts.registry import Contract, ContractRegistry
 from gateway.cases.flow import CaseFlow, Redirect
 from gateway.cases.inbox import Inbox, InboxMessage, Outcome
+from gateway.cases.state import content_refusal
 from gateway.config import Config
 from gateway.db import ping as db_ping
 from gateway.errors import (
@@ -142,6 +143,39 @@ def _check_attachments(attachments: Iterable[Attachment], max_bytes: int) -> Non
             )
 
 
+#: the refusals of the state machine and of the citizen direction: (errorCode, rule)
+_REFUSALS: dict[Outcome, tuple[str, RuleViolation]] = {
+    Outcome.NOT_SENDERS_UPDATE: (
+        "NOT_ALLOWED",
+        RuleViolation("NOT_SENDERS_UPDATE", "this updateType is not sent by the calling side"),
+    ),
+    Outcome.NOT_CITIZEN_SERVICE: (
+        "NOT_ALLOWED",
+        RuleViolation("NOT_CITIZEN_SERVICE", "only 1177 sends CITIZEN_REPLY and SUPPLEMENT"),
+    ),
+    Outcome.NOT_CASE_UNIT: (
+        "INVALID_REQUEST",
+        RuleViolation("NOT_CASE_UNIT", "the LogicalAddress is not the case's current handling unit"),
+    ),
+    Outcome.NO_OPEN_QUESTION: (
+        "INVALID_REQUEST",
+        RuleViolation("NO_OPEN_QUESTION", "the case has no open question with this messageId to reply to"),
+    ),
+    Outcome.ATTACHMENTS_NOT_ALLOWED: (
+        "INVALID_REQUEST",
+        RuleViolation("ATTACHMENTS_NOT_ALLOWED", "the handler has not allowed attachments for this case"),
+    ),
+    Outcome.NOT_PATIENT_BOARD_CASE: (
+        "INVALID_REQUEST",
+        RuleViolation("NOT_PATIENT_BOARD_CASE", "UNIT_CORRECTED is only for cases to a patient board"),
+    ),
+    Outcome.UNKNOWN_UNIT: (
+        "INVALID_REQUEST",
+        RuleViolation("UNKNOWN_UNIT", "the corrected unit is not a unit of the HSA tree"),
+    ),
+}
+
+
 class Handlers:
     """Maps operation names to handler methods; built once per process from the configuration."""
 
@@ -207,7 +241,14 @@ class Handlers:
 
     # -- RegisterCase ---------------------------------------------------------------------------------------
     def _register_rules(self, req: registercase.RegisterCase, ctx: RequestContext) -> None:
-        if req.recipient_unit.unit_id != ctx.logical_address:
+        if req.channel != "WEB":
+            # a case started outside 1177 is registered at 1177's case service, for the unit that has it
+            if ctx.logical_address != self.config.gateway.case_service_address:
+                raise RuleViolation(
+                    "CHANNEL_ADDRESS",
+                    f"a case with channel {req.channel} is addressed to 1177's case service",
+                )
+        elif req.recipient_unit.unit_id != ctx.logical_address:
             raise RuleViolation("RECIPIENT_MISMATCH", "recipient/unit/unitId must equal the LogicalAddress")
         incident = req.incident
         location = (incident.location_description or "").strip()
@@ -256,7 +297,14 @@ class Handlers:
                 route_address=decision.matched_address,
                 routing_version=self.routing.table.version,
             ),
-            self.flow.new_case(req, decision, ctx.correlation_id, self._origin(ctx), ctx.logical_address),
+            self.flow.new_case(
+                req,
+                decision,
+                ctx.correlation_id,
+                self._origin(ctx),
+                ctx.logical_address,
+                caller=ctx.consumer,
+            ),
         )
         return self._outcome(ctx, registercase.build_response, outcome, "caseId")
 
@@ -267,6 +315,11 @@ class Handlers:
         kind = req.update_type
         if kind in ("PARTIAL_ANSWER", "QUESTION", "ANSWER") and not (req.message_text or "").strip():
             raise RuleViolation("MESSAGE_REQUIRED", f"updateType {kind} needs message/text")
+        refusal = content_refusal(kind, bool((req.message_text or "").strip()), len(req.attachments))
+        if refusal is not None:
+            if refusal.sub_code == "SUPPLEMENT_EMPTY":
+                raise RuleViolation("SUPPLEMENT_EMPTY", refusal.message)
+            raise RuleViolation("MESSAGE_REQUIRED", refusal.message)
         if kind in ("REDIRECTED", "UNIT_CORRECTED") and req.handling_unit is None:
             raise RuleViolation("HANDLING_UNIT_REQUIRED", f"updateType {kind} needs handlingUnit")
         if kind == "CLOSED" and req.closed_at is None:
@@ -295,6 +348,20 @@ class Handlers:
             if req.update_type == "REDIRECTED" and req.handling_unit is not None
             else None
         )
+        if req.update_type in updatecase.CITIZEN_UPDATE_TYPES:
+            citizen = self.flow.citizen
+            check = citizen.check(req, ctx.consumer, ctx.logical_address)
+            then = citizen.then(req, decision, ctx.correlation_id, self._origin(ctx), ctx.logical_address)
+        else:
+            check = self.flow.check_update(req, ctx.consumer, redirect)
+            then = self.flow.after_update(
+                req,
+                decision,
+                ctx.correlation_id,
+                self._origin(ctx),
+                ctx.logical_address,
+                redirect,
+            )
         outcome = self.inbox.accept(
             InboxMessage(
                 operation="UpdateCase",
@@ -312,15 +379,8 @@ class Handlers:
                 route_address=decision.matched_address,
                 routing_version=self.routing.table.version,
             ),
-            check=self.flow.check_update(req, ctx.consumer, redirect),
-            then=self.flow.after_update(
-                req,
-                decision,
-                ctx.correlation_id,
-                self._origin(ctx),
-                ctx.logical_address,
-                redirect,
-            ),
+            check=check,
+            then=then,
         )
         return self._outcome(ctx, updatecase.build_response, outcome, "messageId")
 
@@ -361,6 +421,12 @@ class Handlers:
             return self._error(ctx, build, "INVALID_REQUEST", rule)
         if outcome is Outcome.UNROUTABLE_REDIRECT:
             rule = RuleViolation("REDIRECT_UNROUTABLE", "handlingUnit has no route for RegisterCase")
+            return self._error(ctx, build, "INVALID_REQUEST", rule)
+        refusal = _REFUSALS.get(outcome)
+        if refusal is not None:
+            error_code, rule = refusal
+            if error_code == "NOT_ALLOWED":
+                return self._error(ctx, build, "NOT_ALLOWED", rule)
             return self._error(ctx, build, "INVALID_REQUEST", rule)
         rule = RuleViolation("UNKNOWN_CASE", "no case with this caseId was registered through this gateway")
         return self._error(ctx, build, "NOT_FOUND", rule)

@@ -70,6 +70,9 @@ def new_case(case_id: str, *, internal: bool = False) -> NewCase:
         "open_question": None,
         "handler_turn_since": now,
         "attachments_allowed": False,
+        "citizen_sequence": None,
+        "reporter_role": "SUBJECT_OF_CARE",
+        "channel": "WEB",
     }
     if internal:
         return NewCase(record)
