@@ -298,14 +298,13 @@ def test_citizen_reply_and_supplement_to_a_desk_case_show_in_the_desk(both: Both
     both.desk_act(case, "QUESTION", text=ASK)
     received, asked = both.arrivals("1177", case, 2)
     assert _types([received, asked]) == ["RECEIVED", "QUESTION"]
-    question = body_of(asked).findtext("{*}messageId") or ""
+    both.questions[case] = question = body_of(asked).findtext("{*}messageId") or ""
     waiting = both.desk_api("GET", f"/cases/{case}")
-    assert (waiting["openQuestion"] is not None, waiting["handlerTurn"]) == (True, False)
+    assert (waiting["openQuestion"], waiting["handlerTurn"]) == (question, False)
 
     reply = both.ok(
         case, DESK_UNIT, Step("1177", "CITIZEN_REPLY", "unit", text=REPLY, in_reply_to="question")
     )
-    assert both.questions[case] == question
     both.ok(case, DESK_UNIT, Step("1177", "SUPPLEMENT", "unit", text="Ett intyg.", attach=True))
     view = both.desk_api("GET", f"/cases/{case}")
     assert view["openQuestion"] is None
@@ -315,7 +314,12 @@ def test_citizen_reply_and_supplement_to_a_desk_case_show_in_the_desk(both: Both
     assert REPLY in texts
     assert "Ett intyg." in texts
     assert [e["kind"] for e in inbound][-2:] == ["CITIZEN_REPLY", "SUPPLEMENT"]
-    assert any(a["fileName"] == "komplettering.pdf" and a["direction"] == "in" for a in view["attachments"])
+    [filed] = inbound[-1]["attachments"]  # the supplement's PDF, shown with it
+    assert (filed["fileName"], filed["direction"], filed["size"]) == (
+        "komplettering.pdf",
+        "from-citizen",
+        len(PDF),
+    )
     both.settle()
     keys = {a["idempotency_key"] for r in both.receivers.values() for a in r.arrivals()}
     assert f"UpdateCase:{reply}" not in keys  # the desk shows it; nothing is delivered anywhere
