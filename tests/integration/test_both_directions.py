@@ -112,13 +112,17 @@ class Both:
         """(messageId, result) of ``step`` on ``case_id`` (whose unit is ``unit``)."""
         key = (case_id, step.who)
         sequence = step.sequence if step.sequence is not None else self.sequences.get(key, 0) + 1
-        reply_to = {"question": self.questions.get(case_id), "other": str(uuid.uuid4()), None: None}
+        reply_to = None
+        if step.in_reply_to == "question":
+            reply_to = self.questions[case_id]  # the step needs a question asked before
+        elif step.in_reply_to == "other":
+            reply_to = str(uuid.uuid4())
         kwargs = update_kwargs(
             case_id,
             sequence,
             step.update_type,
             text=step.text,
-            in_reply_to=reply_to[step.in_reply_to],
+            in_reply_to=reply_to,
             attachments_allowed=step.attachments_allowed,
             handling_unit=step.handling_unit,
             unit_name=step.unit_name,
@@ -435,6 +439,27 @@ def test_redirect_chain_from_system_b_to_system_a_to_the_desk(both: Both) -> Non
     assert len(both.arrivals("deviation-a", case, 1)) == 1  # the desk's case is delivered nowhere else
     both.settle()
     check_invariants(both.db_url, list(both.receivers.values()))
+
+
+def test_redirect_to_a_patient_board_takes_the_kind_from_the_hsa_tree(both: Both) -> None:
+    case = f"TO-BOARD-{uuid.uuid4().hex[:8]}"
+    both.new_case("care", case)
+    both.ok(case, UNIT, Step("deviation-a", "RECEIVED"))
+    both.ok(case, UNIT, Step("deviation-a", "REDIRECTED", handling_unit=BOARD))
+    [moved] = both.arrivals("deviation-b", case, 1)
+    assert (moved["operation"], moved["logical_address"]) == ("RegisterCase", BOARD)
+    assert body_of(moved).findtext("{*}recipient/{*}recipientType") == "PATIENT_BOARD"
+    assert body_of(moved).findtext("{*}recipient/{*}unit/{*}unitId") == BOARD
+    both.ok(case, BOARD, Step("deviation-b", "RECEIVED"))
+    row = case_row(both.db_url, case)
+    assert (row["recipient_type"], row["handling_unit"], row["receiving_system"]) == (
+        "PATIENT_BOARD",
+        BOARD,
+        SYSTEM_B,
+    )
+    # the citizen now writes to the board, and the board's system gets it
+    both.ok(case, BOARD, Step("1177", "SUPPLEMENT", "unit", text="Ett tillägg till nämnden."))
+    assert _types(both.arrivals("deviation-b", case, 2)) == ["RegisterCase", "SUPPLEMENT"]
 
 
 # -- refusals ---------------------------------------------------------------------------------------------
