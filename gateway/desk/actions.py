@@ -6,6 +6,12 @@ the shared state machine (``gateway.cases.state``, as for the SOAP path), and th
 record updated ``WHERE case_id = :id AND version = :seen`` (zero rows: someone else won, ``Conflict``,
 nothing written), the UpdateCase to 1177 queued in the outbox with the case's next sequence number, and an
 audit row naming who did what (codes and counts, never the text). A refusal writes nothing.
+
+Whether the citizen may attach files is one setting of the case (``attachments_allowed``): the gateway
+checks the citizen's messages against it, ALLOW_ATTACHMENTS changes it in the desk, and every IN_PROGRESS
+and QUESTION the desk sends carries it to 1177 as ``attachmentsAllowed`` (and may change it too, with
+``allow``), as an integrated system's would. SET_CONCERNED_UNIT sends UNIT_CORRECTED with the unit in
+``concernedUnit``; the patient board stays the handling unit.
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ _REFUSALS = {
     "NO_OPEN_QUESTION": "Ärendet har ingen öppen motfråga",
 }
 _HANDLERS = frozenset({"handler"})
+#: the actions whose UpdateCase says whether the citizen may attach files (attachmentsAllowed)
+_TELLS_ATTACHMENTS = ("IN_PROGRESS", "QUESTION")
 MOVE_REFUSED = "Ärendet kan inte flyttas i ärendehanteringen; ett integrerat system kan skicka det vidare"
 
 
@@ -187,7 +195,14 @@ class Actions:
         if kind == "CORRECT_STATISTICS":
             request["statistics"] = self._statistics(row, action, plan)
         if kind == "SET_CONCERNED_UNIT":
-            self._concerned_unit(row, action, plan)
+            request["concerned_unit"] = self._concerned_unit(row, action, plan)
+        if kind in _TELLS_ATTACHMENTS:
+            # the desk's setting travels with every IN_PROGRESS and QUESTION, so 1177 knows whether the
+            # citizen may attach files; the action may change it at the same time
+            allowed = bool(row.attachments_allowed) if action.allow is None else action.allow
+            request["attachments_allowed"] = allowed
+            plan.values["attachments_allowed"] = allowed
+            plan.detail.append(f"attachmentsAllowed={str(allowed).lower()}")
         plan.message = payload_bytes(updatecase.build_request(**request))
         return plan
 
@@ -203,7 +218,7 @@ class Actions:
             raise Refused("CODES_NOT_HERE", f"Åtgärden {kind} tar inga koder")
         if kind not in ("SET_CONCERNED_UNIT", "MOVE") and action.unit is not None:
             raise Refused("UNIT_NOT_HERE", f"Åtgärden {kind} tar ingen enhet")
-        if kind != "ALLOW_ATTACHMENTS" and action.allow is not None:
+        if kind not in ("ALLOW_ATTACHMENTS", *_TELLS_ATTACHMENTS) and action.allow is not None:
             raise Refused("ALLOW_NOT_HERE", f"Åtgärden {kind} tar inget ja eller nej")
 
     def _message(self, action: Action, plan: _Plan) -> dict[str, Any]:
@@ -273,7 +288,7 @@ class Actions:
             plan.detail.append(f"{name}={cv.code}")
         return cvs
 
-    def _concerned_unit(self, row: Any, action: Action, plan: _Plan) -> None:
+    def _concerned_unit(self, row: Any, action: Action, plan: _Plan) -> Unit:
         tree = self.queries.access.tree
         board = tree.kind(row.handling_unit) == "patient-board" or row.recipient_type == "PATIENT_BOARD"
         if not board:
@@ -285,3 +300,4 @@ class Actions:
             raise Refused("UNKNOWN_UNIT", "Välj en enhet ur HSA-trädet")
         plan.values["concerned_unit"] = unit
         plan.detail.append(f"concernedUnit={unit}")
+        return Unit(unit, tree.name(unit) or None)

@@ -131,14 +131,20 @@ class Message:
     attachments: list[AttachmentRef]
 
 
-def parse_message(payload: bytes, prefix: str, direction: str) -> Message:
+def parse_message(payload: bytes, prefix: str, direction: str | None = None) -> Message:
+    """``direction`` of its attachments: by default from the update type (the citizen's reply and
+    supplements come from the citizen, every other update goes to them)."""
     root = secure_parse(payload)
     top = _update.fields(root)
     message = _child_fields(top, "message")
     standard = CV.parse(message.child("standardAnswer")) if message is not None else None
+    update_type = top.req("updateType")
+    if direction is None:
+        citizen = update_type in updatecase.CITIZEN_UPDATE_TYPES
+        direction = "from-citizen" if citizen else "to-citizen"
     return Message(
         message_id=top.req("messageId"),
-        update_type=top.req("updateType"),
+        update_type=update_type,
         text=message.text("text") if message is not None else None,
         standard_answer=(standard.display_name or standard.code) if standard is not None else None,
         attachments=_refs(_update.children(root, "attachment"), prefix, direction),

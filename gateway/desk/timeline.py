@@ -1,7 +1,8 @@
 """A desk case's timeline, derived from what the gateway stores anyway (no second copy of the case):
 
-- inbound: the inbox rows of the case (the RegisterCase as received, and UpdateCases an integrated system
-  sent while it handled the case, before a redirect into the desk);
+- inbound: the inbox rows of the case (the RegisterCase as received, UpdateCases an integrated system
+  sent while it handled the case, before a redirect into the desk, and the citizen's replies and
+  supplements from 1177, which are not delivered anywhere else: the desk is their handling system);
 - outbound: the outbox rows of the case's stream that the desk wrote (RECEIVED and every action's
   UpdateCase to 1177), each with its delivery status;
 - desk-only events from the audit log (access refused, attachments allowed, export, hand-over); the audit
@@ -92,7 +93,7 @@ def derive(conn: Connection, case_id: str) -> Derived:
                 at, "in", "RegisterCase", row.consumer_hsa_id, None, None, filed.attachments
             )
         else:
-            message = parse_message(bytes(row.payload), f"in-{row.id}", "to-citizen")
+            message = parse_message(bytes(row.payload), f"in-{row.id}")
             key = f"UpdateCase:{message.message_id}"
             forwarded.add(key)
             event = TimelineEvent(

@@ -398,6 +398,7 @@ def test_patient_board_sets_the_unit_where_the_event_happened(gw: Gateway) -> No
     update = valid_update(bytes(state["outbox"][-1][1]))
     assert update.findtext("{*}updateType") == "UNIT_CORRECTED"
     assert update.findtext(f"{{*}}handlingUnit/{CORE}unitId") == BOARD  # the board keeps the case
+    assert update.findtext(f"{{*}}concernedUnit/{CORE}unitId") == OTHER_UNIT  # the contract's own field
     assert gw.desk.case(HANDLER, "BOARD-1").concerned_unit_name == "Vårdcentralen Exempel"
 
 
