@@ -273,6 +273,12 @@ def test_citizen_reply_and_supplement_reach_the_handling_system_after_the_case(b
     assert after_reply["attachments_allowed"] is True
     assert (after_reply["last_sequence"], _citizen_sequence(after_reply)) == (2, 1)
     supplement = both.ok(case, UNIT, Step("1177", "SUPPLEMENT", "unit", text="Ett intyg.", attach=True))
+    # a resend of the reply (same messageId, same content) is answered OK and stores nothing
+    before = stored(both.db_url)["counts"]
+    again = update_kwargs(case, 1, "CITIZEN_REPLY", message_id=reply, text=REPLY, in_reply_to=question)
+    resent = as_dict(both.client("1177").invoke("UpdateCase", UNIT, again))["result"]
+    assert resent["resultCode"] == "OK", resent
+    assert stored(both.db_url)["counts"] == before
     both.ok(case, UNIT, Step("deviation-a", "ANSWER", text="Vårt svar."))
     both.ok(case, UNIT, Step("deviation-a", "CLOSED"))
 
@@ -414,6 +420,8 @@ def test_redirect_chain_from_system_b_to_system_a_to_the_desk(both: Both) -> Non
         SYSTEM_A,
     )
 
+    # the citizen writes to the new unit before its system has said anything: it follows the case there
+    both.ok(case, UNIT, Step("1177", "SUPPLEMENT", "unit", text="Jag har fler uppgifter."))
     both.ok(case, UNIT, Step("deviation-a", "RECEIVED", sequence=1))  # numbers from 1: accepted
     _message, late = both.send(case, BOARD, Step("deviation-b", "IN_PROGRESS"))
     assert (late["errorCode"], late["subCode"]) == ("NOT_ALLOWED", "NOT_CASE_RECEIVER")
@@ -437,7 +445,9 @@ def test_redirect_chain_from_system_b_to_system_a_to_the_desk(both: Both) -> Non
     assert [a["sequence"] for a in citizen] == [1, 2, 3, 1, 2, 1, 2]
     assert [a["client_hsa_id"] for a in citizen] == ["SE2321000016-GW01"] * 7
     assert [a["original_consumer"] for a in citizen][:5] == [SYSTEM_B] * 3 + [SYSTEM_A] * 2
-    assert len(both.arrivals("deviation-a", case, 1)) == 1  # the desk's case is delivered nowhere else
+    # system A got the case, then the supplement, and nothing after the case moved to the desk
+    assert _types(both.arrivals("deviation-a", case, 2)) == ["RegisterCase", "SUPPLEMENT"]
+    assert _types(both.arrivals("deviation-b", case, 1)) == ["RegisterCase"]
     both.settle()
     check_invariants(both.db_url, list(both.receivers.values()))
 
