@@ -274,11 +274,12 @@ def test_citizen_reply_and_supplement_reach_the_handling_system_after_the_case(b
     assert (after_reply["last_sequence"], _citizen_sequence(after_reply)) == (2, 1)
     supplement = both.ok(case, UNIT, Step("1177", "SUPPLEMENT", "unit", text="Ett intyg.", attach=True))
     # a resend of the reply (same messageId, same content) is answered OK and stores nothing
-    before = stored(both.db_url)["counts"]
+    tables = ("inbox_message", "outbox_message", "case_record")  # deliveries go on meanwhile
+    before = {t: stored(both.db_url)["counts"][t] for t in tables}
     again = update_kwargs(case, 1, "CITIZEN_REPLY", message_id=reply, text=REPLY, in_reply_to=question)
     resent = as_dict(both.client("1177").invoke("UpdateCase", UNIT, again))["result"]
     assert resent["resultCode"] == "OK", resent
-    assert stored(both.db_url)["counts"] == before
+    assert {t: stored(both.db_url)["counts"][t] for t in tables} == before
     both.ok(case, UNIT, Step("deviation-a", "ANSWER", text="Vårt svar."))
     both.ok(case, UNIT, Step("deviation-a", "CLOSED"))
 
