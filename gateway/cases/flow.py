@@ -231,11 +231,7 @@ class CaseFlow:
     # -- UpdateCase -----------------------------------------------------------------------------------------
     def _judge(self, row: Any, req: updatecase.UpdateCase) -> Transition | Refusal:
         """The state machine's verdict on a handling side's update of the case in ``row``."""
-        corrected = None
-        if req.update_type == "UNIT_CORRECTED":
-            # the corrected unit: concernedUnit; an older sender names it in handlingUnit
-            unit = req.concerned_unit or req.handling_unit
-            corrected = unit.unit_id if unit is not None else None
+        corrected = _corrected_unit(req, row.handling_unit)
         table = self.routing.table
         return judge(
             state_of(row, table),
@@ -297,9 +293,9 @@ class CaseFlow:
             }
             kind = req.update_type
             if kind == "UNIT_CORRECTED":
-                unit = req.concerned_unit or req.handling_unit
-                if unit is not None:  # the board stays the handling unit
-                    values["concerned_unit"] = unit.unit_id
+                corrected = _corrected_unit(req, current.handling_unit)
+                if corrected is not None:  # the board stays the handling unit
+                    values["concerned_unit"] = corrected
             elif req.handling_unit is not None:
                 values["handling_unit"] = req.handling_unit.unit_id
             if kind == "REDIRECTED" and req.handling_unit is not None:
@@ -313,8 +309,13 @@ class CaseFlow:
                 if cv is not None:
                     values[_STATISTICS_COLUMNS[field]] = cv.code
             new_route = redirect.decision if redirect is not None else None
-            if new_route is not None and new_route.target == current.route_target:
-                new_route = None  # another unit of the same system: nothing to deliver
+            if new_route is not None and (
+                new_route.target == current.route_target
+                or (not new_route.internal and _receiver(new_route) == current.receiving_system)
+            ):
+                # another unit of the same system (also of the system that registered a case started
+                # outside 1177, which it already has): nothing to deliver
+                new_route = None
             received: NewMessage | None = None
             if new_route is not None:
                 values.update(
@@ -387,6 +388,19 @@ class CaseFlow:
 
     def _recipient_type(self, unit: str) -> str:
         return recipient_type_of(hsa_kind(self.routing.table, unit))
+
+
+def _corrected_unit(req: updatecase.UpdateCase, handling_unit: str) -> str | None:
+    """The unit a UNIT_CORRECTED corrects: ``concernedUnit``; from an older sender, a ``handlingUnit``
+    other than the case's (the same unit names no correction: the update corrects codes only, as the
+    desk's CORRECT_STATISTICS does). None for anything else."""
+    if req.update_type != "UNIT_CORRECTED":
+        return None
+    if req.concerned_unit is not None:
+        return req.concerned_unit.unit_id
+    if req.handling_unit is not None and req.handling_unit.unit_id != handling_unit:
+        return req.handling_unit.unit_id
+    return None
 
 
 #: what the handling side's checks read of a case

@@ -19,6 +19,7 @@ list (the cases handled in the desk, by unit, newest first).
 
 from __future__ import annotations
 
+import threading
 from datetime import date, datetime
 from typing import Any
 
@@ -103,9 +104,22 @@ STATUS_BY_UPDATE = {
 PATIENT_BOARD_KIND = "patient-board"
 
 
+_kinds_lock = threading.Lock()
+_kinds: tuple[RoutingTable, dict[str, str]] | None = None
+
+
 def hsa_kind(table: RoutingTable, hsa_id: str) -> str | None:
-    """The kind of ``hsa_id`` in the catalogue's HSA tree (unit, patient-board, …); None if not in it."""
-    return next((node.kind for node in table.catalogue.hsa if node.hsa_id == hsa_id), None)
+    """The kind of ``hsa_id`` in the catalogue's HSA tree (unit, patient-board, …); None if not in it.
+
+    Indexed once per catalogue version (a table is immutable; only the active one is asked for)."""
+    global _kinds  # one index, replaced when the catalogue version changes
+    current = _kinds
+    if current is None or current[0] is not table:
+        with _kinds_lock:
+            current = _kinds
+            if current is None or current[0] is not table:
+                current = _kinds = (table, {n.hsa_id: n.kind for n in table.catalogue.hsa})
+    return current[1].get(hsa_id)
 
 
 def recipient_type_of(kind: str | None) -> str:

@@ -116,6 +116,7 @@ def catalogue(workdir: Path, receivers: dict[str, ReceiverProcess]) -> Path:
             # only so that these refusals come from the rules, not from the access check
             {"consumer": SYSTEM_A, "contract": RC, "address": UNIT},
             {"consumer": SYSTEM_B, "contract": UC, "address": UNIT},
+            {"consumer": SYSTEM_A, "contract": UC, "address": UNIT},
         ],
     }
     path = workdir / "both-directions-routing.yaml"

@@ -29,6 +29,7 @@ from lxml import etree
 from zeep.plugins import HistoryPlugin
 
 from gateway.certs import ExamplePki
+from gateway.errors import ClientError
 from gateway.soap.client import ClientTls, SoapClient, as_dict
 from tests.conftest import POSTGRES_SKIP, POSTGRES_URL, _postgres_schema_url
 from tests.integration.both_directions_data import (
@@ -272,6 +273,13 @@ def test_citizen_reply_and_supplement_reach_the_handling_system_after_the_case(b
     assert after_reply["attachments_allowed"] is True
     assert (after_reply["last_sequence"], _citizen_sequence(after_reply)) == (2, 1)
     supplement = both.ok(case, UNIT, Step("1177", "SUPPLEMENT", "unit", text="Ett intyg.", attach=True))
+    # a resend of the reply (same messageId, same content) is answered OK and stores nothing
+    tables = ("inbox_message", "outbox_message", "case_record")  # deliveries go on meanwhile
+    before = {t: stored(both.db_url)["counts"][t] for t in tables}
+    again = update_kwargs(case, 1, "CITIZEN_REPLY", message_id=reply, text=REPLY, in_reply_to=question)
+    resent = as_dict(both.client("1177").invoke("UpdateCase", UNIT, again))["result"]
+    assert resent["resultCode"] == "OK", resent
+    assert {t: stored(both.db_url)["counts"][t] for t in tables} == before
     both.ok(case, UNIT, Step("deviation-a", "ANSWER", text="Vårt svar."))
     both.ok(case, UNIT, Step("deviation-a", "CLOSED"))
 
@@ -413,6 +421,8 @@ def test_redirect_chain_from_system_b_to_system_a_to_the_desk(both: Both) -> Non
         SYSTEM_A,
     )
 
+    # the citizen writes to the new unit before its system has said anything: it follows the case there
+    both.ok(case, UNIT, Step("1177", "SUPPLEMENT", "unit", text="Jag har fler uppgifter."))
     both.ok(case, UNIT, Step("deviation-a", "RECEIVED", sequence=1))  # numbers from 1: accepted
     _message, late = both.send(case, BOARD, Step("deviation-b", "IN_PROGRESS"))
     assert (late["errorCode"], late["subCode"]) == ("NOT_ALLOWED", "NOT_CASE_RECEIVER")
@@ -436,7 +446,9 @@ def test_redirect_chain_from_system_b_to_system_a_to_the_desk(both: Both) -> Non
     assert [a["sequence"] for a in citizen] == [1, 2, 3, 1, 2, 1, 2]
     assert [a["client_hsa_id"] for a in citizen] == ["SE2321000016-GW01"] * 7
     assert [a["original_consumer"] for a in citizen][:5] == [SYSTEM_B] * 3 + [SYSTEM_A] * 2
-    assert len(both.arrivals("deviation-a", case, 1)) == 1  # the desk's case is delivered nowhere else
+    # system A got the case, then the supplement, and nothing after the case moved to the desk
+    assert _types(both.arrivals("deviation-a", case, 2)) == ["RegisterCase", "SUPPLEMENT"]
+    assert _types(both.arrivals("deviation-b", case, 1)) == ["RegisterCase"]
     both.settle()
     check_invariants(both.db_url, list(both.receivers.values()))
 
@@ -489,6 +501,26 @@ def test_refusal_leaves_nothing_stored(both: Both, row: Row) -> None:
     ), result
     assert len(result["logId"]) == 36
     time.sleep(0.2)  # a stray delivery or write would show by now
+    assert stored(both.db_url) == before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="gateway bug (issue 15): a handling-side update addressed to a unit (where UpdateCase is routed"
+    " for the citizen's messages) instead of 1177's case service is accepted and queued to the unit's system",
+)
+def test_a_handler_update_addressed_to_its_unit_is_not_taken(both: Both) -> None:
+    """The answer is for 1177: addressed to the unit, it is neither stored nor sent back to the handler."""
+    case = f"R-TO-UNIT-{uuid.uuid4().hex[:8]}"
+    both.new_case("care", case)
+    both.ok(case, UNIT, Step("deviation-a", "RECEIVED"))
+    both.settle()
+    before = stored(both.db_url)
+    try:
+        _message, result = both.send(case, UNIT, Step("deviation-a", "ANSWER", "unit", text="Vårt svar."))
+    except ClientError:  # a SOAP fault is a refusal as well
+        result = {"resultCode": "ERROR"}
+    assert result["resultCode"] == "ERROR", result
     assert stored(both.db_url) == before
 
 

@@ -28,6 +28,7 @@ INERA = "SE5565594230-1177"  # 1177: the component of the case service's endpoin
 SYSTEM_A = "SE2321000016-DEV1"
 SYSTEM_B = "SE2321000016-DEV2"
 UNIT_A = "SE2321000016-7Q6X"  # handled by system A
+UNIT_A2 = "SE2321000016-7Q6Y"  # handled by system A too
 UNIT_B = "SE2321000016-8B8B"  # handled by system B
 DESK_UNIT = "SE2321000016-9K2M"  # handled in the desk
 BOARD = "SE2321000016-PN01"  # a patient board, handled by system B
@@ -38,7 +39,13 @@ PDF = b"%PDF-1.4 fictional"
 CORE = "{" + CAF_CORE_NS + "}"
 
 _R, _U = registercase.NAMESPACE, updatecase.NAMESPACE
-_UNITS = {UNIT_A: "system-a", UNIT_B: "system-b", DESK_UNIT: "internal", BOARD: "system-b"}
+_UNITS = {
+    UNIT_A: "system-a",
+    UNIT_A2: "system-a",
+    UNIT_B: "system-b",
+    DESK_UNIT: "internal",
+    BOARD: "system-b",
+}
 
 
 def _endpoint(name: str, component: str) -> dict[str, Any]:
@@ -61,6 +68,7 @@ CATALOGUE: dict[str, Any] = {
         {"hsa_id": REGION, "kind": "region", "name": "Region Exempel", "parent": "SE"},
         {"hsa_id": CARE_PROVIDER, "kind": "care-provider", "name": "Vårdgivaren", "parent": REGION},
         {"hsa_id": UNIT_A, "kind": "unit", "name": "Vårdcentralen A", "parent": CARE_PROVIDER},
+        {"hsa_id": UNIT_A2, "kind": "unit", "name": "Vårdcentralen A2", "parent": CARE_PROVIDER},
         {"hsa_id": UNIT_B, "kind": "unit", "name": "Vårdcentralen B", "parent": CARE_PROVIDER},
         {"hsa_id": DESK_UNIT, "kind": "unit", "name": "Vårdcentralen Desk", "parent": CARE_PROVIDER},
         {"hsa_id": BOARD, "kind": "patient-board", "name": "Patientnämnden", "parent": REGION},

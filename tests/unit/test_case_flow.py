@@ -29,6 +29,7 @@ from tests.unit.flowkit import (
     SYSTEM_A,
     SYSTEM_B,
     UNIT_A,
+    UNIT_A2,
     UNIT_B,
     FlowGateway,
     attachment,
@@ -484,3 +485,30 @@ def test_reporter_role_and_channel_are_stored_and_the_power_of_attorney_travels(
         "FM-2026-0042",
         "20271231",
     ]
+
+
+def test_a_redirect_within_one_system_delivers_nothing_and_keeps_its_numbering(gw: FlowGateway) -> None:
+    _registered(gw, "RS-1")
+    ok(gw.call(case_payload("PH-2", UNIT_A, channel="LETTER"), CASE_SERVICE, SYSTEM_A))
+    for case_id in ("RS-1", "PH-2"):
+        ok(gw.update(SYSTEM_A, CASE_SERVICE, case_id, "RECEIVED", 4))
+        before = len(gw.outbox(case_id))
+        ok(gw.update(SYSTEM_A, CASE_SERVICE, case_id, "REDIRECTED", 5, handling_unit=unit(UNIT_A2)))
+        assert len(gw.outbox(case_id)) == before + 1  # only the REDIRECTED to 1177
+        record = gw.record(case_id)
+        assert (record["receiving_system"], record["handling_unit"], record["last_sequence"]) == (
+            SYSTEM_A,
+            UNIT_A2,
+            5,
+        )
+
+
+@pytest.mark.parametrize("where", [UNIT_A, BOARD])
+def test_unit_corrected_naming_the_case_s_own_unit_corrects_codes_only(gw: FlowGateway, where: str) -> None:
+    """An older sender's UNIT_CORRECTED with the case's own handlingUnit (codes only) works on any case."""
+    case_id = f"UCS-{where}"
+    _registered(gw, case_id, where)
+    sender = SYSTEM_A if where == UNIT_A else SYSTEM_B
+    ok(gw.update(sender, CASE_SERVICE, case_id, "UNIT_CORRECTED", 1, handling_unit=unit(where)))
+    record = gw.record(case_id)
+    assert (record["handling_unit"], record["concerned_unit"]) == (where, None)
