@@ -15,7 +15,8 @@ identity is faked here; it is tested over real handshakes elsewhere.
 
 Manifest entry keys: ``file``, ``category``, ``what`` (one line), ``expect``, and optionally
 ``content_type`` (null: no header), ``content_length`` (null: none, as with chunked transfer),
-``soap_action``, ``setup`` (files in ``setup/`` sent first, each answered OK), ``generate`` (a generator
+``soap_action``, ``caller`` (the HSA-id the request comes from, default ``CALLER``; setup files always
+come from ``CALLER``), ``setup`` (files in ``setup/`` sent first, each answered OK), ``generate`` (a generator
 in ``GENERATORS`` that transforms the file, e.g. to pad it past the body limit), ``secrets`` (more strings
 the answer must not contain), ``hazard`` (why the case is skipped when the resolver spy cannot be attached)
 and ``xfail`` (a known gateway bug, described in the reason).
@@ -57,6 +58,10 @@ MANIFEST: list[dict[str, Any]] = json.loads((HOSTILE / "manifest.json").read_tex
 MAX_ENVELOPE = 200_000
 MAX_ATTACHMENT = 1_000
 CALLER = "SE5565594230-1177"
+#: 1177 as the gateway knows it: the component of the endpoint that UpdateCase at the case service address
+#: routes to. Not CALLER, so that CALLER stays the handling system of the corpus's cases; entries with
+#: ``"caller": CITIZEN_SERVICE`` send the citizen's messages.
+CITIZEN_SERVICE = "SE5565594230-CAFS"
 DEFAULT_CONTENT_TYPE = "text/xml; charset=utf-8"
 #: personal data and free text used throughout the corpus; no answer may contain any of it
 SENSITIVE = (
@@ -74,12 +79,19 @@ MAX_SECONDS = 10.0
 # The addresses the corpus uses: every unit is routed and open to the caller, except NO_ROUTE (permitted,
 # no route: VP004) and NO_ACCESS (routed, no permission: VP007). Units route to an endpoint of the caller's
 # own system, so the caller may also answer those cases; OTHER_UNIT is handled in the case desk (only the
-# desk may answer). UpdateCase is permitted everywhere but routed only at 1177's case service.
+# desk may answer). UpdateCase is permitted everywhere; it is routed at 1177's case service (to 1177's
+# endpoint) and, for the citizen's messages, at UNIT (the caller's system) and OTHER_UNIT (the desk).
 UNIT, OTHER_UNIT, BOARD = "SE2321000016-7Q6X", "SE2321000016-9Z9Z", "SE2321000016-PN01"
 CASE_SERVICE, NO_ROUTE, NO_ACCESS = "SE5565594230-CAF1", "SE2321000016-NORT", "SE2321000016-NOAC"
 CATALOGUE = {
-    "components": [{"hsa_id": CALLER, "description": "1177 (the caller in every test)"}],
-    "endpoints": [{"name": "caller-system", "component": CALLER, "url": "https://localhost:9/never-called"}],
+    "components": [
+        {"hsa_id": CALLER, "description": "the caller of every test, unless an entry names another"},
+        {"hsa_id": CITIZEN_SERVICE, "description": "1177's case service"},
+    ],
+    "endpoints": [
+        {"name": "caller-system", "component": CALLER, "url": "https://localhost:9/never-called"},
+        {"name": "citizen-service", "component": CITIZEN_SERVICE, "url": "https://localhost:9/never-called"},
+    ],
     "contracts": [
         {"namespace": registercase.NAMESPACE, "name": "RegisterCase"},
         {"namespace": updatecase.NAMESPACE, "name": "UpdateCase"},
@@ -91,7 +103,9 @@ CATALOGUE = {
             for a in (UNIT, BOARD, NO_ACCESS)
         ),
         {"contract": registercase.NAMESPACE, "address": OTHER_UNIT, "target": "internal"},
-        {"contract": updatecase.NAMESPACE, "address": CASE_SERVICE, "target": "internal"},
+        {"contract": updatecase.NAMESPACE, "address": CASE_SERVICE, "target": "citizen-service"},
+        {"contract": updatecase.NAMESPACE, "address": UNIT, "target": "caller-system"},
+        {"contract": updatecase.NAMESPACE, "address": OTHER_UNIT, "target": "internal"},
     ],
     "permissions": [
         *(
@@ -99,11 +113,13 @@ CATALOGUE = {
             for a in (UNIT, OTHER_UNIT, BOARD, NO_ROUTE)
         ),
         {"consumer": CALLER, "contract": updatecase.NAMESPACE, "address": "*"},
+        {"consumer": CITIZEN_SERVICE, "contract": updatecase.NAMESPACE, "address": "*"},
     ],
 }
 
 ENTRY_KEYS = {
     "file",
+    "caller",
     "category",
     "what",
     "content_type",
@@ -171,10 +187,12 @@ def external_loads() -> Iterator[list[str] | None]:
 
 
 class _FixedIdentity:
-    """Stands in for CallerIdentity: every request comes from 1177's certificate."""
+    """Stands in for CallerIdentity: every request comes from ``hsa_id`` (CALLER unless a test changes it)."""
+
+    hsa_id = CALLER
 
     def caller(self, environ: dict[str, Any]) -> str:
-        return CALLER
+        return self.hsa_id
 
 
 def _params() -> list[Any]:
@@ -320,6 +338,7 @@ def test_hostile_request(
         assert status == 200, data
         assert _result(data)["resultCode"] == "OK", f"setup file {name} was not accepted: {data!r}"
     before = _row_counts(engine)
+    app.identity.hsa_id = entry.get("caller", CALLER)  # type: ignore[attr-defined]
 
     started = time.monotonic()
     status, data = _send(
