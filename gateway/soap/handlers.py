@@ -334,6 +334,20 @@ class Handlers:
             raise RuleViolation("INVALID_CODE", "; ".join(problems))
         _check_attachments(req.attachments, self.config.soap.max_attachment_bytes)
 
+    def _update_address_rule(self, req: updatecase.UpdateCase, logical_address: str) -> None:
+        """The handling side's updates are for 1177: addressed to its case service, never to a unit.
+
+        UpdateCase is routed at the units too (for the citizen's messages, to the case's handling system),
+        so an answer addressed to its unit would otherwise be accepted and sent back to its own sender.
+        """
+        if req.update_type in updatecase.CITIZEN_UPDATE_TYPES:
+            return
+        if logical_address != self.config.gateway.case_service_address:
+            raise RuleViolation(
+                "NOT_CASE_SERVICE",
+                f"updateType {req.update_type} is addressed to 1177's case service, not to a unit",
+            )
+
     def update_case(self, ctx: RequestContext) -> etree._Element | bytes:
         decision = self.route(ctx)
         req = updatecase.parse(ctx.payload)
@@ -341,6 +355,7 @@ class Handlers:
         ctx.facts["messageId"] = req.message_id
         try:
             self._update_rules(req)
+            self._update_address_rule(req, ctx.logical_address)
         except RuleViolation as rule:
             return self._error(ctx, updatecase.build_response, "INVALID_REQUEST", rule)
         redirect = (

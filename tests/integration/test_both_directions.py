@@ -29,7 +29,6 @@ from lxml import etree
 from zeep.plugins import HistoryPlugin
 
 from gateway.certs import ExamplePki
-from gateway.errors import ClientError
 from gateway.soap.client import ClientTls, SoapClient, as_dict
 from tests.conftest import POSTGRES_SKIP, POSTGRES_URL, _postgres_schema_url
 from tests.integration.both_directions_data import (
@@ -504,11 +503,6 @@ def test_refusal_leaves_nothing_stored(both: Both, row: Row) -> None:
     assert stored(both.db_url) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway bug (issue 15): a handling-side update addressed to a unit (where UpdateCase is routed"
-    " for the citizen's messages) instead of 1177's case service is accepted and queued to the unit's system",
-)
 def test_a_handler_update_addressed_to_its_unit_is_not_taken(both: Both) -> None:
     """The answer is for 1177: addressed to the unit, it is neither stored nor sent back to the handler."""
     case = f"R-TO-UNIT-{uuid.uuid4().hex[:8]}"
@@ -516,11 +510,12 @@ def test_a_handler_update_addressed_to_its_unit_is_not_taken(both: Both) -> None
     both.ok(case, UNIT, Step("deviation-a", "RECEIVED"))
     both.settle()
     before = stored(both.db_url)
-    try:
-        _message, result = both.send(case, UNIT, Step("deviation-a", "ANSWER", "unit", text="Vårt svar."))
-    except ClientError:  # a SOAP fault is a refusal as well
-        result = {"resultCode": "ERROR"}
-    assert result["resultCode"] == "ERROR", result
+    _message, result = both.send(case, UNIT, Step("deviation-a", "ANSWER", "unit", text="Vårt svar."))
+    assert (result["resultCode"], result["errorCode"], result["subCode"]) == (
+        "ERROR",
+        "INVALID_REQUEST",
+        "NOT_CASE_SERVICE",
+    ), result
     assert stored(both.db_url) == before
 
 
