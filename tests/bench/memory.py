@@ -46,10 +46,14 @@ def _status_kib(pid: int, field: str) -> int:
     return 0
 
 
-def _server_workers(master: int) -> list[int]:
-    """The gunicorn workers of a gateway: ``serve`` processes in its tree without ``serve`` children."""
-    serving = [p for p in tree(master) if cmdline(p).rstrip().endswith(" serve")]
-    return [p for p in serving if not any(c in serving for c in tree(p)[1:])]
+def _server_workers(supervisor: int) -> list[int]:
+    """The gunicorn workers of a gateway: under ``serve`` (the supervisor), the gunicorn master and its
+    workers run ``-m gateway.server``; the workers are those without such a child."""
+    serving = [p for p in tree(supervisor) if " -m gateway.server " in f"{cmdline(p)} "]
+    workers = [p for p in serving if not any(c in serving for c in tree(p)[1:])]
+    if not workers:
+        raise RuntimeError(f"no gunicorn worker under process {supervisor}")
+    return workers
 
 
 def _reset_peak(pid: int) -> bool:
