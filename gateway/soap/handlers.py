@@ -334,14 +334,18 @@ class Handlers:
             raise RuleViolation("INVALID_CODE", "; ".join(problems))
         _check_attachments(req.attachments, self.config.soap.max_attachment_bytes)
 
-    def _update_address_rule(self, req: updatecase.UpdateCase, logical_address: str) -> None:
+    def _update_address_rule(self, req: updatecase.UpdateCase, ctx: RequestContext) -> None:
         """The handling side's updates are for 1177: addressed to its case service, never to a unit.
 
         UpdateCase is routed at the units too (for the citizen's messages, to the case's handling system),
         so an answer addressed to its unit would otherwise be accepted and sent back to its own sender.
+        1177 sending such an update is told that its side does not send it (``NOT_SENDERS_UPDATE``).
         """
         if req.update_type in updatecase.CITIZEN_UPDATE_TYPES:
             return
+        if self.flow.citizen.is_citizen_service(ctx.consumer):
+            return
+        logical_address = ctx.logical_address
         if logical_address != self.config.gateway.case_service_address:
             raise RuleViolation(
                 "NOT_CASE_SERVICE",
@@ -355,7 +359,7 @@ class Handlers:
         ctx.facts["messageId"] = req.message_id
         try:
             self._update_rules(req)
-            self._update_address_rule(req, ctx.logical_address)
+            self._update_address_rule(req, ctx)
         except RuleViolation as rule:
             return self._error(ctx, updatecase.build_response, "INVALID_REQUEST", rule)
         redirect = (
