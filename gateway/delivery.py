@@ -88,9 +88,11 @@ def open_cases() -> Select[tuple[str]]:
 
 def build_worker(config: Config, *, threads: int | None = None) -> tuple[Worker, RoutingHolder]:
     store = build_store(config, worker_engine(config.database.url, config.outbox.threads))
-    routing = RoutingHolder(
-        store.engine, config.routing.snapshot_file, config.routing.poll_interval_ms / 1000
+    # autocommit reads (see gateway.soap.app): the catalogue loads while another process holds the write lock
+    reads = make_engine(
+        config.database.url, pool_size=2, read_only=True, lock_timeout_ms=config.database.lock_timeout_ms
     )
+    routing = RoutingHolder(reads, config.routing.snapshot_file, config.routing.poll_interval_ms / 1000)
     routing.start()
 
     def endpoints(name: str) -> EndpointSpec | None:

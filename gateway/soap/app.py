@@ -293,7 +293,16 @@ def create_app(config: Config, *, start_routing: bool = True) -> SoapApp:
         pool_size=config.server.threads,
         lock_timeout_ms=lock_timeout_ms,
     )
-    routing = RoutingHolder(engine, config.routing.snapshot_file, config.routing.poll_interval_ms / 1000)
+    # The catalogue is read on an engine of its own, in autocommit: on SQLite every transaction of the main
+    # engine begins IMMEDIATE, so a write lock held elsewhere would keep a worker from loading its routing.
+    reads = make_engine(
+        config.database.url,
+        echo=config.database.echo,
+        pool_size=2,
+        read_only=True,
+        lock_timeout_ms=lock_timeout_ms,
+    )
+    routing = RoutingHolder(reads, config.routing.snapshot_file, config.routing.poll_interval_ms / 1000)
     if start_routing:
         routing.start()
     else:

@@ -39,8 +39,22 @@ def web_listener_app(config: Config, *, start_routing: bool = True) -> Any:
     from gateway.web.security import load_or_create_key
     from routing import RoutingHolder
 
-    engine = make_engine(config.database.url, echo=config.database.echo, pool_size=config.server.threads)
-    routing = RoutingHolder(engine, config.routing.snapshot_file, config.routing.poll_interval_ms / 1000)
+    lock_timeout_ms = config.database.lock_timeout_ms
+    engine = make_engine(
+        config.database.url,
+        echo=config.database.echo,
+        pool_size=config.server.threads,
+        lock_timeout_ms=lock_timeout_ms,
+    )
+    # read in autocommit, as the SOAP app's routing (gateway.soap.app): never behind another's write lock
+    reads = make_engine(
+        config.database.url,
+        echo=config.database.echo,
+        pool_size=2,
+        read_only=True,
+        lock_timeout_ms=lock_timeout_ms,
+    )
+    routing = RoutingHolder(reads, config.routing.snapshot_file, config.routing.poll_interval_ms / 1000)
     if start_routing:
         routing.start()
     else:

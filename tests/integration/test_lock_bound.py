@@ -55,7 +55,7 @@ def _post(
 def _assert_busy(response: requests.Response, took: float) -> None:
     assert response.status_code == 500, response.text
     code, faultstring = fault_of(response.content)
-    assert code == "soap:Server"
+    assert code == "soap:Server", (faultstring, took)
     assert faultstring.startswith("VP009 Database busy: no write lock within 3 s"), faultstring
     assert "nothing was stored" in faultstring
     assert "logId" in faultstring
