@@ -1,0 +1,1 @@
+"""Statistics over the complaints cases: counting, small-cell suppression, presentation."""
