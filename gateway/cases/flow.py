@@ -28,7 +28,7 @@ from contracts import registercase, updatecase
 from contracts.model import Unit, parse_date
 from gateway.cases.citizen import CitizenFlow, refused
 from gateway.cases.inbox import NewCase, Outcome, inbox_message
-from gateway.cases.outgoing import CaseService, payload_bytes, received_update
+from gateway.cases.outgoing import SWEDEN, CaseService, payload_bytes, received_update
 from gateway.cases.records import (
     DESK,
     age_at,
@@ -39,9 +39,11 @@ from gateway.cases.records import (
     state_of,
 )
 from gateway.cases.state import Refusal, Sender, Transition, judge, sequence_refusal
+from gateway.stats.snapshot import snapshot_of
 from outbox import NewMessage, enqueue, now_ms
 from routing import Decision, RoutingHolder
 from routing.errors import DecisionError
+from routing.model import HsaNode
 
 __all__ = ["CaseFlow", "Redirect", "redirected_case"]
 
@@ -201,6 +203,7 @@ class CaseFlow:
             "citizen_sequence": None,
             "reporter_role": req.reporter_role,
             "channel": req.channel,
+            **_unit_snapshot(self.routing.table.catalogue.hsa, incident.concerned_unit or req.recipient_unit),
         }
         if decision.internal and req.channel != "WEB":
             return NewCase(record)  # nothing to deliver to: the case is the sender's own
@@ -304,6 +307,9 @@ class CaseFlow:
                 values["attachments_allowed"] = req.attachments_allowed  # the latest value holds
             if req.closed_at and current.closed_at is None:  # closedAt is set once
                 values["closed_at"] = local(req.closed_at)
+            elif verdict.status == "CLOSED" and current.closed_at is None:
+                # a CLOSED without closedAt: closed now (statistics need every closed case's date)
+                values["closed_at"] = now.astimezone(SWEDEN).replace(tzinfo=None, microsecond=0)
             for field in updatecase.STATISTICS_FIELDS:
                 cv = req.statistics.get(field)
                 if cv is not None:
@@ -388,6 +394,12 @@ class CaseFlow:
 
     def _recipient_type(self, unit: str) -> str:
         return recipient_type_of(hsa_kind(self.routing.table, unit))
+
+
+def _unit_snapshot(tree: tuple[HsaNode, ...], unit: Unit) -> dict[str, str | None]:
+    """The case record's statistics snapshot of ``unit`` from the routing version's HSA tree."""
+    found = snapshot_of(tree, unit.unit_id, unit.unit_name, unit.care_provider_id, unit.region_code)
+    return {"unit_name": found.unit_name, "care_provider": found.care_provider, "region": found.region}
 
 
 def _corrected_unit(req: updatecase.UpdateCase, handling_unit: str) -> str | None:

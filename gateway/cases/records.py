@@ -15,6 +15,10 @@ handler's turn, and whether the citizen may attach files. Sequence numbers are p
 ``last_sequence`` is the handling side's (reset when a redirect hands the case to another system),
 ``citizen_sequence`` 1177's. ``ix_case_record_desk`` serves the desk's case
 list (the cases handled in the desk, by unit, newest first).
+
+Statistics read a snapshot taken at registration (``unit_name``, ``care_provider``, ``region`` of the
+concerned unit, else the recipient unit: see ``gateway.stats.snapshot``); ``ix_case_record_received``
+serves their received-date filter.
 """
 
 from __future__ import annotations
@@ -74,6 +78,11 @@ case_record = Table(
     Column("citizen_sequence", BigInteger, nullable=True),
     Column("reporter_role", String(16), nullable=True),  # NULL for cases stored before it was kept
     Column("channel", String(8), nullable=False, server_default=text("'WEB'")),
+    # the registration snapshot of the case's unit (concerned unit, else recipient unit) for statistics
+    Column("unit_name", String(200), nullable=True),
+    Column("care_provider", String(64), nullable=True),
+    Column("region", String(64), nullable=True),
+    Index("ix_case_record_received", "received_at"),
     Index(
         "ix_case_record_desk",
         "handling_unit",

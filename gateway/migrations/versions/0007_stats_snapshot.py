@@ -1,0 +1,90 @@
+"""Statistics (issue 16): the registration snapshot of a case's unit and the received-date index.
+
+``case_record`` gains ``unit_name``, ``care_provider`` and ``region`` (HSA-ids) of the case's unit (the
+concerned unit, else the recipient unit), taken at registration. Existing rows are filled from the active
+routing version's HSA tree where the unit is in it (NULL otherwise): the tree of the version that routed
+them may be gone. ``ix_case_record_received`` serves the statistics' received-date filter.
+
+The climb is written out here (not imported) so the migration keeps meaning what it meant.
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-03
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def _tree(conn: sa.Connection) -> dict[str, dict[str, Any]]:
+    """The active (newest) routing version's HSA tree by HSA-id (empty without a version)."""
+    row = conn.execute(sa.text("SELECT content FROM routing_version ORDER BY version DESC LIMIT 1")).first()
+    if row is None:
+        return {}
+    nodes = json.loads(row[0]).get("hsa") or []
+    return {str(node["hsa_id"]): node for node in nodes if isinstance(node, dict) and "hsa_id" in node}
+
+
+def _snapshot(tree: dict[str, dict[str, Any]], unit: str) -> dict[str, str | None]:
+    node = tree.get(unit)
+    found: dict[str, str | None] = {
+        "unit_name": (node.get("name") or None) if node else None,
+        "care_provider": None,
+        "region": None,
+    }
+    for _ in range(64):  # a cycle in a broken tree ends the climb
+        if node is None:
+            break
+        kind = node.get("kind", "unit")
+        if kind == "care-provider" and found["care_provider"] is None:
+            found["care_provider"] = node["hsa_id"]
+        if kind == "region" and found["region"] is None:
+            found["region"] = node["hsa_id"]
+        parent = node.get("parent")
+        node = tree.get(parent) if parent and parent != node["hsa_id"] else None
+    return found
+
+
+def _fill(conn: sa.Connection) -> None:
+    tree = _tree(conn)
+    if not tree:
+        return
+    units = conn.execute(
+        sa.text("SELECT DISTINCT COALESCE(concerned_unit, recipient_unit) FROM case_record")
+    ).scalars()
+    rows = [{"unit": unit, **_snapshot(tree, unit)} for unit in units if unit in tree]
+    if rows:
+        conn.execute(
+            sa.text(
+                "UPDATE case_record SET unit_name = :unit_name, care_provider = :care_provider,"
+                " region = :region WHERE COALESCE(concerned_unit, recipient_unit) = :unit"
+            ),
+            rows,
+        )
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("case_record") as batch:
+        batch.add_column(sa.Column("unit_name", sa.String(200), nullable=True))
+        batch.add_column(sa.Column("care_provider", sa.String(64), nullable=True))
+        batch.add_column(sa.Column("region", sa.String(64), nullable=True))
+    op.create_index("ix_case_record_received", "case_record", ["received_at"])
+    _fill(op.get_bind())
+
+
+def downgrade() -> None:
+    op.drop_index("ix_case_record_received", table_name="case_record")
+    with op.batch_alter_table("case_record") as batch:
+        batch.drop_column("region")
+        batch.drop_column("care_provider")
+        batch.drop_column("unit_name")

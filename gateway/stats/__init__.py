@@ -1,0 +1,1 @@
+"""Statistics over case records: levels, parameters, small-cell suppression, exports."""
