@@ -34,6 +34,7 @@ from gateway.stats.handling import HandlingTime, handling_time
 __all__ = ["Counts", "StatsQuery", "count", "statements"]
 
 c = case_record.c
+NO_CLOSED = HandlingTime(0, None, None)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Counts:
     columns: list[str]
     names: dict[str, str] = field(default_factory=dict)  # unit HSA-id → its snapshot name
     handling: dict[str, HandlingTime] = field(default_factory=dict)  # per row
+    overall: HandlingTime = NO_CLOSED  # every row's closed cases together
 
 
 def _instant(day: date) -> datetime:
@@ -130,4 +132,8 @@ def count(engine: Engine, query: StatsQuery) -> Counts:
     rows = _column_order("", {row for row, _ in cells})
     columns = _column_order(query.by, {col for _, col in cells})
     handling = {row: handling_time(histograms.get(row, {})) for row in rows}
-    return Counts(query, cells, rows, columns, names, handling)
+    merged: dict[int, int] = defaultdict(int)
+    for histogram in histograms.values():
+        for days, cases in histogram.items():
+            merged[days] += cases
+    return Counts(query, cells, rows, columns, names, handling, handling_time(merged))
