@@ -28,7 +28,7 @@ from contracts import registercase, updatecase
 from contracts.model import Unit, parse_date
 from gateway.cases.citizen import CitizenFlow, refused
 from gateway.cases.inbox import NewCase, Outcome, inbox_message
-from gateway.cases.outgoing import SWEDEN, CaseService, payload_bytes, received_update
+from gateway.cases.outgoing import CaseService, payload_bytes, received_update
 from gateway.cases.records import (
     DESK,
     age_at,
@@ -307,9 +307,6 @@ class CaseFlow:
                 values["attachments_allowed"] = req.attachments_allowed  # the latest value holds
             if req.closed_at and current.closed_at is None:  # closedAt is set once
                 values["closed_at"] = local(req.closed_at)
-            elif verdict.status == "CLOSED" and current.closed_at is None:
-                # a CLOSED without closedAt: closed now (statistics need every closed case's date)
-                values["closed_at"] = now.astimezone(SWEDEN).replace(tzinfo=None, microsecond=0)
             for field in updatecase.STATISTICS_FIELDS:
                 cv = req.statistics.get(field)
                 if cv is not None:

@@ -3,7 +3,9 @@
 ``case_record`` gains ``unit_name``, ``care_provider`` and ``region`` (HSA-ids) of the case's unit (the
 concerned unit, else the recipient unit), taken at registration. Existing rows are filled from the active
 routing version's HSA tree where the unit is in it (NULL otherwise): the tree of the version that routed
-them may be gone. ``ix_case_record_received`` serves the statistics' received-date filter.
+them may be gone. A CLOSED case without a closed time (stored before every path set it) gets its last
+change's time, in Swedish local time like ``closed_at``. ``ix_case_record_received`` serves the
+statistics' received-date filter.
 
 The climb is written out here (not imported) so the migration keeps meaning what it meant.
 
@@ -15,7 +17,9 @@ Create Date: 2026-12-03
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from alembic import op
@@ -73,6 +77,23 @@ def _fill(conn: sa.Connection) -> None:
         )
 
 
+def _close(conn: sa.Connection) -> None:
+    rows = conn.execute(
+        sa.text("SELECT case_id, updated_at FROM case_record WHERE status = 'CLOSED' AND closed_at IS NULL")
+    ).all()
+    sweden = ZoneInfo("Europe/Stockholm")
+    closed = []
+    for case_id, updated in rows:
+        if isinstance(updated, str):  # SQLite without the column's type: ISO text in UTC
+            updated = datetime.fromisoformat(updated)
+        instant = updated if updated.tzinfo else updated.replace(tzinfo=UTC)
+        closed.append(
+            {"case_id": case_id, "at": instant.astimezone(sweden).replace(tzinfo=None, microsecond=0)}
+        )
+    if closed:
+        conn.execute(sa.text("UPDATE case_record SET closed_at = :at WHERE case_id = :case_id"), closed)
+
+
 def upgrade() -> None:
     with op.batch_alter_table("case_record") as batch:
         batch.add_column(sa.Column("unit_name", sa.String(200), nullable=True))
@@ -80,6 +101,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("region", sa.String(64), nullable=True))
     op.create_index("ix_case_record_received", "case_record", ["received_at"])
     _fill(op.get_bind())
+    _close(op.get_bind())
 
 
 def downgrade() -> None:
