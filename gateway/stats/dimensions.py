@@ -86,10 +86,11 @@ def _period_sql(column: str, period: str, dialect: str) -> str:
         if period == "week":
             value = f"date_trunc('week', {value})"
         return f"to_char({value}, '{'YYYY-MM' if period == 'month' else 'YYYY-MM-DD'}')"
+    # SQLite keeps dates and times as ISO text: the day and month are prefixes (cheaper than date functions)
     if period == "day":
-        return f"date({column})"
+        return f"substr({column}, 1, 10)"
     if period == "month":
-        return f"strftime('%Y-%m', {column})"
+        return f"substr({column}, 1, 7)"
     return f"date({column}, '-' || ((CAST(strftime('%w', {column}) AS INTEGER) + 6) % 7) || ' days')"
 
 
@@ -118,4 +119,5 @@ def handling_days(dialect: str) -> str:
     """Calendar days from the received date to the closed date (NULL while open)."""
     if dialect == "postgresql":
         return f"(CAST(closed_at AS date) - CAST({_received(dialect)} AS date))"
-    return "CAST(julianday(date(closed_at)) - julianday(date(received_at)) AS INTEGER)"
+    # whole Julian days counted from midnight (+ 0.5): the calendar days between the two dates
+    return "CAST(julianday(closed_at) + 0.5 AS INTEGER) - CAST(julianday(received_at) + 0.5 AS INTEGER)"
