@@ -4,7 +4,7 @@
 column, and the histogram of handling days per row; no per-case work in Python): rows are the level's units,
 care providers or regions (their HSA-ids from the registration snapshot, ``unknown`` where it has none), or
 one row ``SE``. ``--from``/``--to`` bound the received date (UTC, inclusive) and use
-``ix_case_record_received``; ``scope`` keeps the cases whose unit, care provider or region is that HSA-id.
+``ix_case_record_stats``; ``scope`` keeps the cases whose unit, care provider or region is that HSA-id.
 """
 
 from __future__ import annotations
