@@ -3,7 +3,7 @@
 A table is a mapping of (row, column) to a count; a one-dimensional table has a single column (e.g.
 ``"count"``). ``suppress`` publishes the cells, a total per row and per column and the grand total, each
 either as its number or as ``None`` (shown ``"<5"`` for the default threshold). It is pure: no database, no
-logging, and it never publishes a value that lets a reader work out a suppressed cell.
+logging, and it never publishes a value that lets a reader work out a suppressed cell or a small total.
 
 Rules, applied in this order:
 
@@ -18,15 +18,18 @@ Rules, applied in this order:
    column each row's total is its one cell, so the column total is the only margin that can stay.
 4. An audit, then reinforcement until the audit passes. The audit takes the reader's side: they see the
    shown cells and totals, know that a primary-suppressed cell lies in 1..threshold-1 and a secondary one
-   is at least 0. A suppressed cell is safe when another table fits all that with this cell one higher or
-   one lower: changes of +1 and -1 along a cycle of suppressed entries (cells and suppressed totals) that
-   alternates between a row and a column, which keeps every shown total. A cell without such a cycle gets
-   another secondary cell in its row or column, else its row total, its column total, then the grand total
-   suppressed, and the audit runs again. With everything suppressed every cell is safe, so this ends.
+   is at least 0. A suppressed value is safe when another table fits all that with this value one higher
+   or one lower: changes of +1 and -1 along a cycle of suppressed entries (cells and totals) that
+   alternates between a row and a column, which keeps every shown total. Audited are every suppressed cell
+   and every total suppressed by rule 2 (a small total must not follow from the grand total and the other
+   margins either). An unsafe cell gets another secondary cell in its row or column, else its row total,
+   its column total, then the grand total suppressed; an unsafe total gets another line's total (of a line
+   with a suppressed cell), else the grand total, else any shown total suppressed. Then rule 3 and the
+   audit run again. With everything suppressed every audited value is safe, so this ends.
 
-The guarantee needs ``threshold >= 3``: with 2, a primary-suppressed cell can only be 1. Suppressed totals
-are hidden but not themselves audited: a small row total may follow from the grand total and the other row
-totals, while every cell inside it stays protected.
+The guarantee needs ``threshold >= 3``: with 2, a primary-suppressed cell can only be 1. The audit looks for
+one cycle at a time, so it may suppress more than an exact (integer programming) audit would, but whatever
+it passes is safe.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ __all__ = ["Suppressed", "suppress"]
 Key = tuple[str, str]
 # A node of the audit graph: ("r", row) or ("c", column); None names the margin (the totals line).
 _Node = tuple[str, str | None]
+# An audited value: its edge (row node, column node) and whether it may rise by 1 and fall by 1.
+_Entry = tuple[_Node, _Node, bool, bool]
 
 
 @dataclass(frozen=True)
@@ -74,9 +79,12 @@ class _Plan:
             self.row_sums[row] += value
             self.column_sums[column] += value
         self.grand = sum(self.values.values())
-        self.hidden_rows = {row for row in self.rows if self.small(self.row_sums[row])}
-        self.hidden_columns = {column for column in self.columns if self.small(self.column_sums[column])}
-        self.hidden_grand = self.small(self.grand)
+        self.small_rows = {row for row in self.rows if self.small(self.row_sums[row])}
+        self.small_columns = {column for column in self.columns if self.small(self.column_sums[column])}
+        self.small_grand = self.small(self.grand)
+        self.hidden_rows = set(self.small_rows)
+        self.hidden_columns = set(self.small_columns)
+        self.hidden_grand = self.small_grand
 
     def small(self, value: int) -> bool:
         return 0 < value < self.threshold
@@ -113,9 +121,40 @@ class _Plan:
             self.hidden.add(partner)
         return True
 
-    def reinforce(self, key: Key) -> bool:
-        """Rule 4: hide one more value around an unsafe cell; False when nothing is left to hide."""
-        row, column = key
+    def reinforce(self, row: str | None, column: str | None) -> bool:
+        """Rule 4: hide one more value around an unsafe one; False when nothing is left to hide."""
+        if row is not None and column is not None:
+            return self._reinforce_cell(row, column)
+        # An unsafe total needs a cycle through the margins: another line's total, else the grand total.
+        if column is None and self._hide_total(0, row):
+            return True
+        if row is None and self._hide_total(1, column):
+            return True
+        if not self.hidden_grand:
+            self.hidden_grand = True
+            return True
+        return self._hide_total(0, None, any_line=True) or self._hide_total(1, None, any_line=True)
+
+    def _hide_total(self, axis: int, other: str | None, any_line: bool = False) -> bool:
+        """Hide the smallest shown row (axis 0) or column (1) total, not ``other``'s, of a line with a
+        suppressed cell (or of any line)."""
+        names, sums, hidden = (
+            (self.rows, self.row_sums, self.hidden_rows)
+            if axis == 0
+            else (self.columns, self.column_sums, self.hidden_columns)
+        )
+        with_cells = {key[axis] for key in self.hidden}
+        candidates = [
+            name
+            for name in names
+            if name not in hidden and name != other and (any_line or name in with_cells)
+        ]
+        if not candidates:
+            return False
+        hidden.add(min(candidates, key=lambda name: (sums[name], name)))
+        return True
+
+    def _reinforce_cell(self, row: str, column: str) -> bool:
         for keys, hidden_totals, name in (
             (self.row_keys(row), self.hidden_rows, row),
             (self.column_keys(column), self.hidden_columns, column),
@@ -164,16 +203,27 @@ class _Plan:
             link(("r", None), ("c", None), True, True)
         return graph
 
-    def unsafe(self) -> Key | None:
-        """The first suppressed cell (by key) that no +1/-1 cycle moves, if any."""
+    def audited(self) -> list[_Entry]:
+        """Each value the audit protects, as its graph edge and whether it may rise and fall.
+
+        Every suppressed cell, and every total suppressed for being small itself (rule 2): such a total is
+        a count of a few persons too, so it must not follow from the grand total and the other margins.
+        """
+        entries: list[_Entry] = [
+            (("r", k[0]), ("c", k[1]), self.can_rise(k), self.can_fall(k)) for k in sorted(self.hidden)
+        ]
+        entries += [(("r", row), ("c", None), True, True) for row in sorted(self.small_rows)]
+        entries += [(("r", None), ("c", column), True, True) for column in sorted(self.small_columns)]
+        if self.small_grand:
+            entries.append((("r", None), ("c", None), True, True))
+        return entries
+
+    def unsafe(self) -> tuple[_Node, _Node] | None:
+        """The first audited value that no +1/-1 cycle moves, as its (row, column) nodes, if any."""
         graph = self.arcs()
-        for key in sorted(self.hidden):
-            row: _Node = ("r", key[0])
-            column: _Node = ("c", key[1])
-            rises = self.can_rise(key) and _reaches(graph, column, row)
-            falls = self.can_fall(key) and _reaches(graph, row, column)
-            if not (rises or falls):
-                return key
+        for row, column, rise, fall in self.audited():
+            if not ((rise and _reaches(graph, column, row)) or (fall and _reaches(graph, row, column))):
+                return row, column
         return None
 
     def result(self) -> Suppressed:
@@ -213,6 +263,6 @@ def suppress(cells: Mapping[tuple[str, str], int], threshold: int = 5) -> Suppre
         raise ValueError("counts must not be negative")
     plan = _Plan(cells, threshold)
     plan.close_lines()
-    while (key := plan.unsafe()) is not None and plan.reinforce(key):
+    while (nodes := plan.unsafe()) is not None and plan.reinforce(nodes[0][1], nodes[1][1]):
         plan.close_lines()
     return plan.result()

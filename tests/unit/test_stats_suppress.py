@@ -2,7 +2,8 @@
 
 The property tests play the reader: from the shown cells and totals, knowing which cells were suppressed
 first (those lie in 1..threshold-1) and that the others are at least 0, a search over bounded values looks
-for a second table that fits everything published but differs in a suppressed cell.
+for a second table that fits everything published but differs in a suppressed cell, or in the sum behind a
+total that was suppressed for being small.
 """
 
 from __future__ import annotations
@@ -37,13 +38,20 @@ def _constraints(cells: Mapping[Key, int], published: Suppressed) -> list[tuple[
     return found
 
 
-def _alternative_exists(
-    cells: Mapping[Key, int], published: Suppressed, primary: set[Key], target: Key, bound: int
+def _feasible(
+    cells: Mapping[Key, int],
+    published: Suppressed,
+    primary: set[Key],
+    bound: int,
+    extra: tuple[list[Key], int],
 ) -> bool:
-    """Whether a table fits everything published with ``target`` other than its true value."""
+    """Whether the suppressed cells can take values that fit everything published and ``extra``.
+
+    The reader's knowledge: a primary-suppressed cell lies in 1..threshold-1, any other in 0..bound.
+    """
     hidden = [key for key, value in published.cells.items() if value is None]
-    order = [target] + [key for key in hidden if key != target]
-    constraints = _constraints(cells, published)
+    order = sorted(hidden, key=lambda key: key not in extra[0])
+    constraints = [*_constraints(cells, published), extra]
 
     def domain(key: Key) -> range:
         return range(1, THRESHOLD) if key in primary else range(bound + 1)
@@ -63,15 +71,32 @@ def _alternative_exists(
             return True
         key = order[index]
         for value in domain(key):
-            if index == 0 and value == cells[key]:
-                continue
             assigned[key] = value
             if fits(assigned) and search(index + 1, assigned):
                 return True
             del assigned[key]
         return False
 
-    return search(0, {})
+    return fits({}) and search(0, {})
+
+
+def _alternative_exists(
+    cells: Mapping[Key, int], published: Suppressed, primary: set[Key], target: Key, bound: int
+) -> bool:
+    """Whether a table fits everything published with the suppressed cell ``target`` other than its value."""
+    values = range(1, THRESHOLD) if target in primary else range(bound + 1)
+    others = [v for v in values if v != cells[target]]
+    return any(_feasible(cells, published, primary, bound, ([target], v)) for v in others)
+
+
+def _other_sum_exists(
+    cells: Mapping[Key, int], published: Suppressed, primary: set[Key], members: list[Key], bound: int
+) -> bool:
+    """Whether a table fits everything published with another sum over ``members`` (a suppressed total)."""
+    unknown = [key for key in members if published.cells[key] is None]
+    true = sum(cells[key] for key in unknown)
+    others = [v for v in range(len(unknown) * bound + 1) if v != true]
+    return any(_feasible(cells, published, primary, bound, (unknown, v)) for v in others)
 
 
 tables = st.integers(1, 4).flatmap(
@@ -92,6 +117,20 @@ def test_no_suppressed_cell_can_be_worked_out(cells: dict[Key, int]) -> None:
     for key, value in published.cells.items():
         if value is None:
             assert _alternative_exists(cells, published, primary, key, bound), (cells, key)
+
+
+@settings(max_examples=200, deadline=None)
+@given(tables)
+def test_no_small_total_can_be_worked_out(cells: dict[Key, int]) -> None:
+    published = suppress(cells)
+    primary = {key for key, value in cells.items() if 0 < value < THRESHOLD}
+    bound = max(cells.values()) + THRESHOLD
+    lines = [[k for k in cells if k[0] == row] for row in published.row_totals]
+    lines += [[k for k in cells if k[1] == column] for column in published.column_totals]
+    lines.append(list(cells))
+    for members in lines:
+        if 0 < sum(cells[k] for k in members) < THRESHOLD:
+            assert _other_sum_exists(cells, published, primary, members, bound), (cells, members)
 
 
 @settings(max_examples=200, deadline=None)
