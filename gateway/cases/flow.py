@@ -39,9 +39,11 @@ from gateway.cases.records import (
     state_of,
 )
 from gateway.cases.state import Refusal, Sender, Transition, judge, sequence_refusal
+from gateway.stats.snapshot import snapshot_of
 from outbox import NewMessage, enqueue, now_ms
 from routing import Decision, RoutingHolder
 from routing.errors import DecisionError
+from routing.model import HsaNode
 
 __all__ = ["CaseFlow", "Redirect", "redirected_case"]
 
@@ -201,6 +203,7 @@ class CaseFlow:
             "citizen_sequence": None,
             "reporter_role": req.reporter_role,
             "channel": req.channel,
+            **_unit_snapshot(self.routing.table.catalogue.hsa, incident.concerned_unit or req.recipient_unit),
         }
         if decision.internal and req.channel != "WEB":
             return NewCase(record)  # nothing to deliver to: the case is the sender's own
@@ -388,6 +391,12 @@ class CaseFlow:
 
     def _recipient_type(self, unit: str) -> str:
         return recipient_type_of(hsa_kind(self.routing.table, unit))
+
+
+def _unit_snapshot(tree: tuple[HsaNode, ...], unit: Unit) -> dict[str, str | None]:
+    """The case record's statistics snapshot of ``unit`` from the routing version's HSA tree."""
+    found = snapshot_of(tree, unit.unit_id, unit.unit_name, unit.care_provider_id, unit.region_code)
+    return {"unit_name": found.unit_name, "care_provider": found.care_provider, "region": found.region}
 
 
 def _corrected_unit(req: updatecase.UpdateCase, handling_unit: str) -> str | None:

@@ -30,6 +30,7 @@ from gateway.cli.outbox import add_outbox_parser
 from gateway.cli.receive import add_receive_parser
 from gateway.cli.routes import add_routes_parser
 from gateway.cli.serve import add_serve_parsers
+from gateway.cli.stats import add_stats_parser
 from gateway.config import Config
 from gateway.errors import DatabaseError, GatewayError
 from routing.errors import RoutingError
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_desk_parser(sub)
     add_call_parsers(sub)
     add_receive_parser(sub)
+    add_stats_parser(sub)
     # --config after the command too (gateway serve --config FILE); SUPPRESS keeps a value given before
     # the command when it is not repeated after it
     for child in _each_parser(parser):

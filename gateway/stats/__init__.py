@@ -1,1 +1,1 @@
-"""Statistics over the complaints cases: counting, small-cell suppression, presentation."""
+"""Statistics over case records: levels, parameters, small-cell suppression, exports."""

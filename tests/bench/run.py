@@ -9,6 +9,7 @@
 5. resources: resident memory per server and delivery worker, CPU seconds per 1 000 accepted cases;
 6. memory: peak RSS of a server worker under 8 concurrent maximum-size requests (tests/bench/memory.py).
 7. desk: p95 of the case desk's list and case view with 100 000 cases in the database (tests/bench/desk.py).
+8. stats: statistics queries over 1 000 000 case records (tests/bench/stats.py).
 Writes tests/bench/results/<time>.json and prints a table.
 """
 
@@ -761,6 +762,14 @@ def main() -> int:
                 databases.append(("postgresql", postgres_schema))
             wanted = os.environ.get("BENCH_DATABASES", "sqlite,postgresql").split(",")
             bench_desk(work, figures, [d for d in databases if d[0] in wanted], figure, log)
+        if not only or "stats" in only:
+            from tests.bench.stats import bench_stats
+
+            databases = [("sqlite", lambda: nullcontext_url(f"sqlite:///{work / 'stats.db'}"))]
+            if postgres_available():
+                databases.append(("postgresql", postgres_schema))
+            wanted = os.environ.get("BENCH_DATABASES", "sqlite,postgresql").split(",")
+            bench_stats(work, figures, [d for d in databases if d[0] in wanted], figure, log)
     report["figures"] = figures
     report["goals"] = goals(figures)
     report["resources"] = resources

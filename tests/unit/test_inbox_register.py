@@ -73,6 +73,9 @@ def new_case(case_id: str, *, internal: bool = False) -> NewCase:
         "citizen_sequence": None,
         "reporter_role": "SUBJECT_OF_CARE",
         "channel": "WEB",
+        "unit_name": None,
+        "care_provider": None,
+        "region": None,
     }
     if internal:
         return NewCase(record)
