@@ -147,4 +147,5 @@ def run_worker(config: Config, *, threads: int | None = None) -> int:
     finally:
         routing.stop()
         worker.store.engine.dispose()
+        routing.store.engine.dispose()
     return 0

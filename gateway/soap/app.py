@@ -98,6 +98,7 @@ class SoapApp:
         """Release the database connections (tests and tools that build an app in-process)."""
         self.handlers.inbox.close()
         self.handlers.inbox.engine.dispose()
+        self.handlers.routing.store.engine.dispose()  # the catalogue's own read engine
 
     # -- WSGI entry -----------------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

@@ -80,5 +80,6 @@ def web_listener_app(config: Config, *, start_routing: bool = True) -> Any:
         routing.stop()
         desk.close()
         engine.dispose()
+        reads.dispose()
 
     return _ClosingApp(app, close)
