@@ -16,6 +16,7 @@ from sqlalchemy import Engine, Select, select
 from contracts import load_registry
 from gateway.cases.records import case_record
 from gateway.cases.state import CLOSED
+from gateway.catalogue import routing_holder
 from gateway.config import Config
 from gateway.db import WriterLock, make_engine
 from outbox import (
@@ -88,11 +89,7 @@ def open_cases() -> Select[tuple[str]]:
 
 def build_worker(config: Config, *, threads: int | None = None) -> tuple[Worker, RoutingHolder]:
     store = build_store(config, worker_engine(config.database.url, config.outbox.threads))
-    # autocommit reads (see gateway.soap.app): the catalogue loads while another process holds the write lock
-    reads = make_engine(
-        config.database.url, pool_size=2, read_only=True, lock_timeout_ms=config.database.lock_timeout_ms
-    )
-    routing = RoutingHolder(reads, config.routing.snapshot_file, config.routing.poll_interval_ms / 1000)
+    routing = routing_holder(config)  # on a read-only engine of its own (gateway.catalogue)
     routing.start()
 
     def endpoints(name: str) -> EndpointSpec | None:

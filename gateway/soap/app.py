@@ -283,8 +283,8 @@ def create_app(config: Config, *, start_routing: bool = True) -> SoapApp:
     from contracts import load_code_lists, load_registry
     from gateway import __version__
     from gateway.cases.inbox import Inbox
+    from gateway.catalogue import routing_holder
     from gateway.db import make_engine
-    from routing import RoutingHolder
 
     registry = load_registry()
     lock_timeout_ms = config.database.lock_timeout_ms
@@ -294,16 +294,7 @@ def create_app(config: Config, *, start_routing: bool = True) -> SoapApp:
         pool_size=config.server.threads,
         lock_timeout_ms=lock_timeout_ms,
     )
-    # The catalogue is read on an engine of its own, in autocommit: on SQLite every transaction of the main
-    # engine begins IMMEDIATE, so a write lock held elsewhere would keep a worker from loading its routing.
-    reads = make_engine(
-        config.database.url,
-        echo=config.database.echo,
-        pool_size=2,
-        read_only=True,
-        lock_timeout_ms=lock_timeout_ms,
-    )
-    routing = RoutingHolder(reads, config.routing.snapshot_file, config.routing.poll_interval_ms / 1000)
+    routing = routing_holder(config)  # on a read-only engine of its own (gateway.catalogue)
     if start_routing:
         routing.start()
     else:

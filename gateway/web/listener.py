@@ -32,12 +32,12 @@ class _ClosingApp:
 def web_listener_app(config: Config, *, start_routing: bool = True) -> Any:
     """A WSGI app for the ``[web]`` listener (``start_routing`` as in ``create_app``)."""
     from contracts import load_code_lists
+    from gateway.catalogue import routing_holder
     from gateway.db import make_engine
     from gateway.desk import Desk
     from gateway.soap.identity import CallerIdentity
     from gateway.web.app import create_web_app
     from gateway.web.security import load_or_create_key
-    from routing import RoutingHolder
 
     lock_timeout_ms = config.database.lock_timeout_ms
     engine = make_engine(
@@ -46,15 +46,7 @@ def web_listener_app(config: Config, *, start_routing: bool = True) -> Any:
         pool_size=config.server.threads,
         lock_timeout_ms=lock_timeout_ms,
     )
-    # read in autocommit, as the SOAP app's routing (gateway.soap.app): never behind another's write lock
-    reads = make_engine(
-        config.database.url,
-        echo=config.database.echo,
-        pool_size=2,
-        read_only=True,
-        lock_timeout_ms=lock_timeout_ms,
-    )
-    routing = RoutingHolder(reads, config.routing.snapshot_file, config.routing.poll_interval_ms / 1000)
+    routing = routing_holder(config)  # on a read-only engine of its own (gateway.catalogue)
     if start_routing:
         routing.start()
     else:
@@ -80,6 +72,6 @@ def web_listener_app(config: Config, *, start_routing: bool = True) -> Any:
         routing.stop()
         desk.close()
         engine.dispose()
-        reads.dispose()
+        routing.store.engine.dispose()
 
     return _ClosingApp(app, close)
